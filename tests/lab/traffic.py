@@ -1,0 +1,70 @@
+"""A steady stream of chat requests through the gateway, counted.
+
+Used while a rolling restart runs: every request must succeed. Bounded: it
+stops when told to, or after `max_seconds`, whichever comes first.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+from openai import OpenAI
+
+
+@dataclass
+class Tally:
+    sent: int = 0
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def record(self, error: str | None) -> None:
+        with self.lock:
+            self.sent += 1
+            if error is not None:
+                self.failed += 1
+                self.errors.append(error)
+
+
+class Traffic:
+    """`workers` threads, each alternating streamed and plain chat requests."""
+
+    def __init__(self, base_url: str, api_key: str, model: str, workers: int = 4, max_seconds: float = 600) -> None:
+        self.client = OpenAI(base_url=base_url, api_key=api_key, max_retries=0, timeout=120)
+        self.model = model
+        self.tally = Tally()
+        self._stop = threading.Event()
+        self._deadline = time.monotonic() + max_seconds
+        self._threads = [threading.Thread(target=self._work, args=(i,), daemon=True) for i in range(workers)]
+
+    def __enter__(self) -> Traffic:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=180)
+
+    def _work(self, index: int) -> None:
+        n = 0
+        while not self._stop.is_set() and time.monotonic() < self._deadline:
+            self.tally.record(self._one(stream=(n + index) % 2 == 0))
+            n += 1
+
+    def _one(self, stream: bool) -> str | None:
+        messages = [{"role": "user", "content": "extract the entities of: Alice met Bob in Paris"}]
+        try:
+            if stream:
+                chunks = self.client.chat.completions.create(
+                    model=self.model, max_tokens=12, stream=True, messages=messages  # type: ignore[arg-type]
+                )
+                done = any(c.choices and c.choices[0].finish_reason for c in chunks)
+                return None if done else "stream ended without a finish_reason"
+            reply = self.client.chat.completions.create(model=self.model, max_tokens=12, messages=messages)  # type: ignore[arg-type]
+            return None if reply.choices[0].message.content else "empty answer"
+        except Exception as error:  # noqa: BLE001 - every failure counts, whatever its kind
+            return f"{type(error).__name__}: {error}"

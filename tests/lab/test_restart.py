@@ -101,3 +101,23 @@ def test_rollout_recreates_only_what_changed(deployed: None, tmp_path: Path) -> 
     back = run_playbook("playbooks/restart_vllm.yml", tmp_path / "back", extravars=rollout)
     assert back.rc == 0, back.failures()
     assert container_id("vllm_qwen_gpu2") == ids["vllm_qwen_gpu2"]
+
+
+def test_restart_that_never_gets_healthy_fails_with_its_logs(deployed: None, api_key: str, tmp_path: Path) -> None:
+    config = "/data/projects/models/Meta-Llama-3.1-8B-Instruct-GPTQ-INT4/config.json"
+    on_host(LLM_HOST, f"cp {config} {config}.good && echo '{{broken' > {config}")
+    try:
+        with Traffic(f"{GATEWAY_URL}/v1", api_key, "llama3.1-8b") as traffic:
+            run = run_playbook("playbooks/restart_vllm.yml", tmp_path, extravars={"vllm_restart": "llama-gpu1-1"})
+        report(
+            f"failed restart llama-gpu1-1 (engine never healthy): {run.seconds:.1f} s, "
+            f"requests sent {traffic.tally.sent}, failed {traffic.tally.failed}"
+        )
+        assert run.rc != 0
+        message = " ".join(run.failures())
+        assert "llama-gpu1-1" in message and "is not a valid JSON file" in message  # the container's own log line
+        assert traffic.tally.failed == 0, traffic.tally.errors[:5]
+    finally:
+        on_host(LLM_HOST, f"mv {config}.good {config}")
+        restore = run_playbook("playbooks/restart_vllm.yml", tmp_path / "restore", extravars={"vllm_restart": "llama-gpu1-1"})
+        assert restore.rc == 0, restore.failures()

@@ -61,8 +61,8 @@ def test_group_vars_reach_top_level_and_subfolder_playbooks(entry: str, tmp_path
     )
     assert run.returncode == 0, run.stdout + run.stderr
     client = json.loads((tmp_path / "config.json").read_text())
-    assert client["pools"]["qwen"]["base_url"].startswith("http://192.168.31.65:11436")
-    assert client["pools"]["qwen"]["model"] == "qwen2.5-14b"
+    assert client["qwen"]["base_url"].startswith("http://192.168.31.65:11436")
+    assert client["qwen"]["model"] == "qwen2.5-14b"
 
 
 def test_plan_prints_every_gpu() -> None:

@@ -1,0 +1,22 @@
+"""memoryx-deploy's logic: the stack model, its validation, the plan and the client config.
+
+`plugins/filter/memoryx.py` exposes these functions to Ansible as Jinja filters.
+"""
+
+from memoryx_deploy.client_config import client_config, render_env, render_python
+from memoryx_deploy.model import CONFIG_KEYS, Stack, StackError
+from memoryx_deploy.plan import PlanRow, format_plan, plan_rows
+from memoryx_deploy.stack import build_stack
+
+__all__ = [
+    "CONFIG_KEYS",
+    "PlanRow",
+    "Stack",
+    "StackError",
+    "build_stack",
+    "client_config",
+    "format_plan",
+    "plan_rows",
+    "render_env",
+    "render_python",
+]

@@ -1,0 +1,57 @@
+"""The Jinja filters, over plain copies of Ansible's values, with Ansible's error type."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from memoryx_deploy.client_config import client_config, render_env, render_python
+from memoryx_deploy.model import StackError
+from memoryx_deploy.plan import format_plan
+from memoryx_deploy.stack import build_stack
+
+Filter = Callable[..., Any]
+
+
+def plain(value: Any) -> Any:
+    """A plain-Python copy: Ansible may pass tagged strings and lazily templated containers,
+    which this walks through their own iteration (a JSON dump could read them raw)."""
+    if isinstance(value, Mapping):
+        return {plain(key): plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(item) for item in value]
+    for kind in (bool, int, float, str):  # bool before int: True is an int too
+        if isinstance(value, kind):
+            return kind(value)
+    return value
+
+
+FUNCTIONS: dict[str, Filter] = {
+    "memoryx_stack": build_stack,
+    "memoryx_plan": lambda config, addresses: format_plan(build_stack(config, addresses)),
+    "memoryx_client_config": client_config,
+    "memoryx_client_env": render_env,
+    "memoryx_client_python": render_python,
+}
+
+
+def filters(error: type[Exception]) -> dict[str, Filter]:
+    """name -> filter; a StackError becomes `error` whose message starts with the name."""
+    return {name: _wrap(name, function, error) for name, function in FUNCTIONS.items()}
+
+
+def _wrap(name: str, function: Filter, error: type[Exception]) -> Filter:
+    def run(*args: Any) -> Any:
+        try:
+            return function(*(plain(arg) for arg in args))
+        except StackError as problem:
+            raise error(message(name, problem)) from None
+
+    run.__name__ = name
+    return run
+
+
+def message(name: str, problem: StackError) -> str:
+    count = len(problem.problems)
+    lines = [f"{name}: the stack layout has {count} problem{'s' if count != 1 else ''}:"]
+    return "\n".join(lines + [f" - {line}" for line in problem.problems])

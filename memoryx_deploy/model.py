@@ -1,0 +1,108 @@
+"""The normalized stack (docs/design.md) as typed dictionaries, and the one error type."""
+
+from __future__ import annotations
+
+from typing import Literal, TypedDict
+
+# Keys of `memoryx_config`; each is the variable `memoryx_<key>` of group_vars/all/memoryx.yml.
+CONFIG_KEYS = (
+    "gpu_hosts",
+    "vllm_profiles",
+    "vllm_env",
+    "ollama",
+    "gateway",
+    "images",
+    "gpu_utilization_limit",
+    "vllm_overhead_gib",
+    "vllm_models_dir",
+    "ollama_models_dir",
+)
+
+
+class StackError(ValueError):
+    """A broken layout: every problem found, one line each, each naming the item and field."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = list(problems)
+
+
+class Gpu(TypedDict):
+    index: int
+    name: str
+    memory_gib: float
+
+
+class Host(TypedDict):
+    address: str
+    gpus: list[Gpu]
+
+
+class Placement(TypedDict):
+    """Where an instance runs; the first fields of both instance kinds."""
+
+    name: str
+    host: str
+    address: str
+    bind_address: str
+    gpu: int
+    position: int
+    port: int
+    container_name: str
+    image: str
+    pool: str
+    env: dict[str, str]
+
+
+class VllmInstance(Placement):
+    served_model_name: str
+    model_path: str
+    gpu_memory_utilization: float
+    args: list[str]
+    weights_gib: float
+    overhead_gib: float
+    kv_cache_kib_per_token: float
+    max_model_len: int
+
+
+class OllamaInstance(Placement):
+    model: str
+    memory_gib: float
+    embedding_dim: int
+
+
+class PoolMember(TypedDict):
+    name: str
+    host: str
+    address: str
+    port: int
+
+
+class Pool(TypedDict):
+    kind: Literal["vllm", "ollama"]
+    models: list[str]
+    members: list[PoolMember]
+
+
+class Route(TypedDict):
+    path: str
+    pool: str | None
+    strip_prefix: bool
+    route_by_model: bool
+    exact: bool
+
+
+class Gateway(TypedDict):
+    host: str
+    address: str
+    port: int
+    routes: list[Route]
+    models: dict[str, str]
+
+
+class Stack(TypedDict):
+    hosts: dict[str, Host]
+    vllm_instances: list[VllmInstance]
+    ollama_instances: list[OllamaInstance]
+    pools: dict[str, Pool]
+    gateway: Gateway

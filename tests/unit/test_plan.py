@@ -98,7 +98,7 @@ def test_an_idle_gpu_shows_its_whole_card(config: dict[str, Any]) -> None:
 
 def test_inventory_addresses_of_the_lab() -> None:
     assert inventory_addresses(ROOT / "inventory" / "lab" / "hosts.yml") == {
-        "mx-llm-01": "10.99.0.10", "mx-embed-01": "10.99.0.65"}
+        "localhost": "", "mx-llm-01": "10.99.0.10", "mx-embed-01": "10.99.0.65"}
 
 
 def test_inventory_host_without_ansible_host(tmp_path: Path) -> None:

@@ -428,6 +428,7 @@ def as_texts(value: Any, field_name: str) -> list[str]:
 class Handler(BaseHTTPRequestHandler):
     server_version = "ollama-simulator"
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # as uvicorn / Go servers do: no 40 ms delayed-ACK stalls
     runner: Runner
 
     def version_string(self) -> str:

@@ -1,0 +1,349 @@
+"""Loopback harness for the gateway: simulators, role rendering, a real nginx.
+
+Used by the fast tests (tests/gateway) and by bench/gateway_bench.py. Everything
+listens on 127.0.0.1 and lives under a caller-given work directory.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+SIMULATORS = ROOT / "lab" / "simulators"
+VENV_BIN = Path("/opt/mx-venv/bin")
+NGINX = "/usr/sbin/nginx"
+LOOPBACK = "127.0.0.1"
+MODELS = {"llama3.1-8b": "llama", "qwen2.5-14b": "qwen", "bge-m3": "bge"}
+GPUS = [{"index": 0, "name": "Tesla V100-SXM2-32GB", "memory_mib": 32768}]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((LOOPBACK, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll `check` until it is true; fail naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.02)
+    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def request(
+    port: int,
+    method: str,
+    path: str,
+    body: Any = None,
+    headers: Mapping[str, str] | None = None,
+    timeout: float = 30.0,
+) -> Reply:
+    """One HTTP/1.1 request to 127.0.0.1:port; a dict/list body is sent as JSON."""
+    conn = http.client.HTTPConnection(LOOPBACK, port, timeout=timeout)
+    try:
+        data = body if isinstance(body, bytes | None) else json.dumps(body).encode()
+        sent = {"Content-Type": "application/json", **(headers or {})}
+        conn.request(method, path, body=data, headers=sent)
+        resp = conn.getresponse()
+        return Reply(resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read())
+    finally:
+        conn.close()
+
+
+def is_up(port: int, path: str) -> bool:
+    try:
+        return request(port, "GET", path, timeout=1.0).status == 200
+    except OSError:
+        return False
+
+
+def chat(
+    model: str, text: str = "hello", max_tokens: int = 4, stream: bool = False
+) -> dict[str, Any]:
+    return {
+        "model": model,
+        "messages": [{"role": "user", "content": text}],
+        "max_tokens": max_tokens,
+        "stream": stream,
+    }
+
+
+@dataclass
+class Process:
+    """A child process with its log file; killed at teardown."""
+
+    name: str
+    port: int
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+
+    def kill(self) -> None:
+        """SIGKILL: the backend vanishes mid-request."""
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=5)
+
+
+def _spawn(name: str, port: int, argv: list[str], env: dict[str, str], workdir: Path) -> Process:
+    log = workdir / f"{name}.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            argv, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT, cwd=workdir
+        )
+    return Process(name, port, proc, log)
+
+
+def _await(process: Process, path: str, timeout: float = 20.0) -> Process:
+    def ready() -> bool:
+        if process.proc.poll() is not None:
+            raise RuntimeError(f"{process.name} exited: {process.log.read_text()[-2000:]}")
+        return is_up(process.port, path)
+
+    wait_until(ready, timeout, f"{process.name} on port {process.port}")
+    return process
+
+
+@dataclass(frozen=True)
+class VllmOptions:
+    served_model_name: str
+    ttft_ms: float = 0.0
+    tpot_ms: float = 0.0
+    max_num_seqs: int = 16
+    max_model_len: int = 8_000_000
+    # bench only: set TCP_NODELAY on the simulator's sockets (uvicorn in real vLLM does;
+    # the stdlib server does not, so a 40 ms delayed-ACK stall hides sub-ms effects)
+
+
+def start_vllm(name: str, options: VllmOptions, workdir: Path) -> Process:
+    """Start lab/simulators/vllm_sim.py on a free loopback port (own GPU ledger)."""
+    home = workdir / name
+    (home / "model").mkdir(parents=True, exist_ok=True)
+    (home / "model" / "config.json").write_text(json.dumps({"max_position_embeddings": 8192}))
+    (home / "gpus.json").write_text(json.dumps(GPUS))
+    port = free_port()
+    argv = [
+        sys.executable, str(SIMULATORS / "vllm_sim.py"),
+        "--model", str(home / "model"), "--served-model-name", options.served_model_name,
+        "--host", LOOPBACK, "--port", str(port), "--max-num-seqs", str(options.max_num_seqs),
+        "--max-model-len", str(options.max_model_len), "--gpu-memory-utilization", "0.4",
+    ]
+    env = {
+        "NVIDIA_VISIBLE_DEVICES": "0",
+        "VLLM_SIM_GPUS_FILE": str(home / "gpus.json"),
+        "VLLM_SIM_GPU_DIR": str(home / "gpu"),
+        "VLLM_SIM_LOAD_SECONDS": "0",
+        "VLLM_SIM_TTFT_MS": str(options.ttft_ms),
+        "VLLM_SIM_TPOT_MS": str(options.tpot_ms),
+    }
+    return _spawn(name, port, argv, env, workdir)
+
+
+def start_ollama(name: str, models_dir: Path, workdir: Path, embed_ms: float = 0.0) -> Process:
+    """Start lab/simulators/ollama_sim.py serve on a free loopback port."""
+    port = free_port()
+    env = {
+        "OLLAMA_HOST": f"{LOOPBACK}:{port}",
+        "OLLAMA_MODELS": str(models_dir),
+        "OLLAMA_SIM_EMBED_MS": str(embed_ms),
+        "OLLAMA_SIM_LOAD_MS": "0",
+        "OLLAMA_KEEP_ALIVE": "-1",
+    }
+    argv = [sys.executable, str(SIMULATORS / "ollama_sim.py"), "serve"]
+    return _spawn(name, port, argv, env, workdir)
+
+
+def await_vllm(process: Process) -> Process:
+    return _await(process, "/health")
+
+
+def await_ollama(process: Process, pull: bool) -> Process:
+    _await(process, "/api/version")
+    if pull:
+        reply = request(process.port, "POST", "/api/pull", {"model": "bge-m3", "stream": False})
+        if reply.status != 200:
+            raise RuntimeError(f"pull on {process.name} failed: {reply.status} {reply.body!r}")
+    return process
+
+
+def success_total(port: int) -> float:
+    """vllm:request_success_total summed over finish reasons, read from a simulator."""
+    text = request(port, "GET", "/metrics").body.decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("vllm:request_success_total{")
+    )
+
+
+def member(process: Process) -> dict[str, Any]:
+    return {"name": process.name, "host": "loopback", "address": LOOPBACK, "port": process.port}
+
+
+def pool(kind: str, model: str, members: list[Process]) -> dict[str, Any]:
+    return {"kind": kind, "models": [model], "members": [member(p) for p in members]}
+
+
+def stack_routes() -> list[dict[str, Any]]:
+    """The route table of the source of truth, group_vars/all/memoryx.yml."""
+    data = yaml.safe_load((ROOT / "group_vars" / "all" / "memoryx.yml").read_text())
+    routes: list[dict[str, Any]] = data["memoryx_gateway"]["routes"]
+    return routes
+
+
+@dataclass
+class Variant:
+    """One rendered gateway configuration: staged in `staging`, run from `runtime`."""
+
+    name: str
+    port: int
+    staging: Path
+    runtime: Path
+    pools: dict[str, Any]
+    api_keys: list[str] = field(default_factory=list)
+    drained: list[str] = field(default_factory=list)
+    routes: list[dict[str, Any]] = field(default_factory=stack_routes)
+    models: dict[str, str] = field(default_factory=lambda: dict(MODELS))
+
+    def as_vars(self) -> dict[str, Any]:
+        return {
+            "nginx_unified_staging_dir": str(self.staging),
+            "nginx_unified_config_dir": str(self.staging),
+            "nginx_unified_runtime_dir": str(self.runtime),
+            "nginx_unified_pid_file": str(self.runtime / "nginx.pid"),
+            "nginx_unified_access_log": str(self.runtime / "access.log"),
+            "nginx_unified_error_log": str(self.runtime / "error.log"),
+            "nginx_unified_worker_user": "root",
+            "nginx_unified_worker_processes": 2,
+            "nginx_unified_listen_address": LOOPBACK,
+            "nginx_unified_listen_port": self.port,
+            "nginx_unified_pools": self.pools,
+            "nginx_unified_routes": self.routes,
+            "nginx_unified_models": self.models,
+            "nginx_unified_api_keys": self.api_keys,
+            "nginx_unified_drained": self.drained,
+            "nginx_unified_retry_after": 7,
+            "nginx_unified_ready_timeout": "1s",
+        }
+
+
+def render(variants: list[Variant], workdir: Path) -> None:
+    """Render every variant with the role's own render tasks: one ansible-playbook run,
+    one inventory host (connection local) per variant, so they render in parallel."""
+    inventory = workdir / "variants.json"
+    hosts = {v.name: v.as_vars() for v in variants}
+    inventory.write_text(json.dumps({"all": {"hosts": hosts}}))
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+    result = subprocess.run(
+        [str(VENV_BIN / "ansible-playbook"), "-i", str(inventory), "--forks", str(len(variants)),
+         str(ROOT / "tests" / "gateway" / "render.yml")],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"render failed:\n{result.stdout[-4000:]}\n{result.stderr[-2000:]}")
+
+
+def promote(variant: Variant) -> None:
+    """Copy a staged variant into its runtime dir, as the role's promote step does."""
+    for path in variant.staging.iterdir():
+        if path.is_file():
+            (variant.runtime / path.name).write_bytes(path.read_bytes())
+
+
+@dataclass
+class Gateway:
+    """A real nginx (non-daemon, own prefix) running a rendered configuration."""
+
+    runtime: Path
+    port: int
+    proc: subprocess.Popen[bytes]
+
+    @property
+    def conf(self) -> Path:
+        return self.runtime / "nginx.conf"
+
+    def workers(self) -> set[int]:
+        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text()
+        return {int(pid) for pid in children.split()}
+
+    def reload(self) -> None:
+        """`nginx -s reload`, then wait until every old worker has exited."""
+        old = self.workers()
+        subprocess.run(
+            [NGINX, "-p", str(self.runtime), "-c", str(self.conf), "-s", "reload"],
+            check=True, capture_output=True, timeout=10,
+        )
+        wait_until(lambda: not (self.workers() & old) and bool(self.workers()), 10, "nginx reload")
+
+    def access_log(self) -> list[dict[str, Any]]:
+        path = self.runtime / "access.log"
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGQUIT)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+
+
+def start_gateway(runtime: Path, port: int) -> Gateway:
+    """nginx -t, then nginx in the foreground; ready when /health answers."""
+    conf = str(runtime / "nginx.conf")
+    err = str(runtime / "error.log")
+    test = subprocess.run(
+        [NGINX, "-t", "-p", str(runtime), "-c", conf, "-e", err],
+        capture_output=True, text=True, timeout=30, check=False,
+    )
+    if test.returncode != 0:
+        raise RuntimeError(f"nginx -t failed: {test.stderr}")
+    with (runtime / "nginx.out").open("wb") as out:
+        proc = subprocess.Popen(
+            [NGINX, "-p", str(runtime), "-c", conf, "-e", err, "-g", "daemon off;"],
+            stdout=out, stderr=subprocess.STDOUT,
+        )
+    gateway = Gateway(runtime, port, proc)
+
+    def ready() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"nginx exited: {(runtime / 'error.log').read_text()[-2000:]}")
+        return is_up(port, "/health")
+
+    wait_until(ready, 15, f"nginx on port {port}")
+    return gateway

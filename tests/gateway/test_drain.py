@@ -1,0 +1,50 @@
+"""Rolling restart support: drained members get nothing after a reload; an
+all-drained pool answers 503 with Retry-After."""
+
+from __future__ import annotations
+
+import harness as h
+from conftest import Stack
+
+
+def _spread(stack: Stack, port: int, count: int) -> tuple[float, float]:
+    sims = [stack.sims["llama-a"], stack.sims["llama-b"]]
+    before = [h.success_total(s.port) for s in sims]
+    for _ in range(count):
+        reply = h.request(port, "POST", "/v1/chat/completions", h.chat("llama3.1-8b", max_tokens=1))
+        assert reply.status == 200, reply.body
+    after = [h.success_total(s.port) for s in sims]
+    return after[0] - before[0], after[1] - before[1]
+
+
+def test_drain_then_drain_whole_pool(stack: Stack) -> None:
+    gateway, port = stack.gateways["drain"], stack.port("drain")
+    first_a, first_b = _spread(stack, port, 8)
+    assert first_a > 0
+    assert first_b > 0
+
+    h.promote(stack.variants["drain_one"])
+    gateway.reload()
+    assert _spread(stack, port, 10) == (10.0, 0.0)
+    ready = h.request(port, "GET", "/ready").json()
+    assert ready["pools"]["llama"] == {"ready": True, "live": 1, "members": 2, "drained": 1}
+
+    h.promote(stack.variants["drain_all"])
+    gateway.reload()
+    qwen_before = stack.qwen_total()
+    for path, body in (("/v1/chat/completions", h.chat("qwen2.5-14b")),
+                       ("/qwen/v1/chat/completions", h.chat("qwen2.5-14b"))):
+        reply = h.request(port, "POST", path, body)
+        assert reply.status == 503, path
+        assert reply.headers["retry-after"] == "7"
+        error = reply.json()["error"]
+        assert error["code"] == "pool_restarting"
+        assert "qwen pool is restarting" in error["message"]
+    assert stack.qwen_total() == qwen_before
+    back_a, back_b = _spread(stack, port, 8)
+    assert back_a > 0
+    assert back_b > 0
+    ready_reply = h.request(port, "GET", "/ready")
+    assert ready_reply.status == 503
+    qwen = ready_reply.json()["pools"]["qwen"]
+    assert qwen == {"ready": False, "live": 0, "members": 1, "drained": 1}

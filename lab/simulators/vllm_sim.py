@@ -257,9 +257,15 @@ def visible_devices() -> list[str]:
 
 
 def load_gpus(path: Path) -> list[Gpu]:
+    """The stand-in driver's GPU table: {"gpus": [{index, name, memory_total_mib}, ...]}
+    as lab/nvidia writes it, or a bare list of {index, name, memory_mib}."""
     try:
         data = json.loads(path.read_text())
-        return [Gpu(int(g["index"]), str(g["name"]), int(g["memory_mib"])) for g in data]
+        table = data["gpus"] if isinstance(data, dict) else data
+        return [
+            Gpu(int(g["index"]), str(g["name"]), int(g.get("memory_total_mib", g.get("memory_mib"))))
+            for g in table
+        ]
     except (OSError, ValueError, TypeError, KeyError):
         return []
 

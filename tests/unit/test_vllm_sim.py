@@ -147,9 +147,10 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
     model = tmp_path / "models" / "Meta-Llama-3.1-8B-Instruct-GPTQ-INT4"
     model.mkdir(parents=True)
     (model / "config.json").write_text(json.dumps({"max_position_embeddings": 131072}))
-    gpus = [{"index": i, "name": "Tesla V100-SXM2-32GB", "memory_mib": 32768} for i in range(3)]
+    # The stand-in driver's table, in the format lab/lab.sh writes to /etc/nvidia-sim/gpus.json.
+    gpus = [{"index": i, "name": "Tesla V100-SXM2-32GB", "memory_total_mib": 32768} for i in range(3)]
     gpus_file = tmp_path / "gpus.json"
-    gpus_file.write_text(json.dumps(gpus))
+    gpus_file.write_text(json.dumps({"driver_version": "535.247.01", "gpus": gpus}))
     the_lab = Lab(tmp_path, model, gpus_file, tmp_path / "ledger")
     yield the_lab
     for sim in the_lab.sims:

@@ -13,7 +13,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import ansible_runner
 import pytest
@@ -55,7 +55,9 @@ class PlaybookRun:
         ]
 
 
-def run_playbook(playbook: str, tmp: Path, *, extravars: dict[str, Any] | None = None, check: bool = False) -> PlaybookRun:
+def run_playbook(
+    playbook: str, tmp: Path, *, extravars: dict[str, Any] | None = None, check: bool = False
+) -> PlaybookRun:
     """Run a playbook of the project against the lab through ansible-runner."""
     tmp.mkdir(parents=True, exist_ok=True)
     env = {
@@ -85,7 +87,9 @@ def run_playbook(playbook: str, tmp: Path, *, extravars: dict[str, Any] | None =
 
 
 def sh(*argv: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(list(argv), cwd=ROOT, text=True, capture_output=True, check=check, timeout=timeout)
+    return subprocess.run(
+        list(argv), cwd=ROOT, text=True, capture_output=True, check=check, timeout=timeout
+    )
 
 
 def on_host(host: str, command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -94,10 +98,12 @@ def on_host(host: str, command: str, check: bool = True) -> subprocess.Completed
 
 
 @pytest.fixture(scope="session")
-def lab() -> Iterator[None]:
+def lab() -> None:
+    """Fresh lab hosts, so the first deploy starts from bare servers (MEMORYX_LAB_REUSE=1 keeps them)."""
+    if os.environ.get("MEMORYX_LAB_REUSE") != "1":
+        sh("lab/lab.sh", "down", timeout=300)
     sh("lab/lab.sh", "up", timeout=900)
     sh("lab/vault.sh")
-    yield
 
 
 @pytest.fixture(scope="session")
@@ -117,7 +123,8 @@ def deploy_runs(lab: None, tmp_path_factory: pytest.TempPathFactory) -> dict[str
     report.parent.mkdir(exist_ok=True)
     report.write_text(
         "".join(
-            f"{name}: {run.seconds:.0f} s, changed={run.total('changed')}, ok={run.total('ok')}, failures={run.total('failures')}\n"
+            f"{name}: {run.seconds:.0f} s, changed={run.total('changed')}, "
+            f"ok={run.total('ok')}, failures={run.total('failures')}\n"
             for name, run in (("deploy", first), ("re-run", second), ("check", check))
         )
     )

@@ -15,9 +15,17 @@ SCENARIOS = sorted(p.parent.name for p in (ROOT / "molecule").glob("*/molecule.y
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_molecule_scenario(scenario: str) -> None:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "ANSIBLE_NOCOLOR": "1"}
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "ANSIBLE_NOCOLOR": "1",
+    }
     run = subprocess.run(
         [str(Path(sys.executable).parent / "molecule"), "test", "-s", scenario],
-        cwd=ROOT, env=env, text=True, capture_output=True, timeout=1500,
+        cwd=ROOT,
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=1500,
     )
     assert run.returncode == 0, (run.stdout + run.stderr)[-6000:]

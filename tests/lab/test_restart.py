@@ -8,7 +8,6 @@ import re
 from pathlib import Path
 
 import yaml
-
 from conftest import GATEWAY_URL, LLM_HOST, ROOT, on_host, run_playbook
 from traffic import Traffic
 
@@ -18,7 +17,10 @@ REPORT = ROOT / "build/restart-report.txt"
 def served(port: int) -> float:
     """vllm:request_success_total of the instance on `port`, read on its host."""
     metrics = on_host(LLM_HOST, f"curl -s http://localhost:{port}/metrics").stdout
-    return sum(float(v) for v in re.findall(r"^vllm:request_success_total\{[^}]*\} ([0-9.e+]+)$", metrics, re.M))
+    return sum(
+        float(v)
+        for v in re.findall(r"^vllm:request_success_total\{[^}]*\} ([0-9.e+]+)$", metrics, re.M)
+    )
 
 
 def container_id(name: str) -> str:
@@ -32,7 +34,9 @@ def report(line: str) -> None:
 
 
 def test_unknown_instance_is_refused_with_the_valid_names(deployed: None, tmp_path: Path) -> None:
-    run = run_playbook("playbooks/restart_vllm.yml", tmp_path, extravars={"vllm_restart": "llama-gpu9-9"})
+    run = run_playbook(
+        "playbooks/restart_vllm.yml", tmp_path, extravars={"vllm_restart": "llama-gpu9-9"}
+    )
     assert run.rc != 0
     message = " ".join(run.failures())
     assert "llama-gpu9-9" in message and "llama-gpu0-0" in message and "qwen-gpu2" in message
@@ -41,7 +45,9 @@ def test_unknown_instance_is_refused_with_the_valid_names(deployed: None, tmp_pa
 def test_restart_drops_no_request(deployed: None, api_key: str, tmp_path: Path) -> None:
     before_id = container_id("vllm_llama_gpu0_1")
     with Traffic(f"{GATEWAY_URL}/v1", api_key, "llama3.1-8b") as traffic:
-        run = run_playbook("playbooks/restart_vllm.yml", tmp_path, extravars={"vllm_restart": "llama-gpu0-1"})
+        run = run_playbook(
+            "playbooks/restart_vllm.yml", tmp_path, extravars={"vllm_restart": "llama-gpu0-1"}
+        )
     report(
         f"restart llama-gpu0-1: {run.seconds:.1f} s, requests sent {traffic.tally.sent}, failed {traffic.tally.failed}"
     )
@@ -56,13 +62,20 @@ def test_restart_drops_no_request(deployed: None, api_key: str, tmp_path: Path) 
     assert served(11402) > baseline
 
 
-def test_restart_with_missing_model_fails_cleanly(deployed: None, api_key: str, tmp_path: Path) -> None:
+def test_restart_with_missing_model_fails_cleanly(
+    deployed: None, api_key: str, tmp_path: Path
+) -> None:
     model_dir = "/data/projects/models/Meta-Llama-3.1-8B-Instruct-GPTQ-INT4"
     on_host(LLM_HOST, f"mv {model_dir} {model_dir}.away")
     try:
-        others = {port: container_id(name) for port, name in ((11401, "vllm_llama_gpu0_0"), (11403, "vllm_llama_gpu1_0"))}
+        others = {
+            port: container_id(name)
+            for port, name in ((11401, "vllm_llama_gpu0_0"), (11403, "vllm_llama_gpu1_0"))
+        }
         with Traffic(f"{GATEWAY_URL}/v1", api_key, "llama3.1-8b") as traffic:
-            run = run_playbook("playbooks/restart_vllm.yml", tmp_path, extravars={"vllm_restart": "llama-gpu1-1"})
+            run = run_playbook(
+                "playbooks/restart_vllm.yml", tmp_path, extravars={"vllm_restart": "llama-gpu1-1"}
+            )
         report(
             f"failed restart llama-gpu1-1 (model dir removed): {run.seconds:.1f} s, "
             f"requests sent {traffic.tally.sent}, failed {traffic.tally.failed}"
@@ -72,16 +85,25 @@ def test_restart_with_missing_model_fails_cleanly(deployed: None, api_key: str, 
         assert "llama-gpu1-1" in message and model_dir in message
         assert traffic.tally.failed == 0, traffic.tally.errors[:5]
         # No other instance touched.
-        assert {port: container_id(name) for port, name in ((11401, "vllm_llama_gpu0_0"), (11403, "vllm_llama_gpu1_0"))} == others
+        assert {
+            port: container_id(name)
+            for port, name in ((11401, "vllm_llama_gpu0_0"), (11403, "vllm_llama_gpu1_0"))
+        } == others
         # It stays out of the pool: nothing reaches it through the gateway.
         baseline = served(11404)
-        with Traffic(f"{GATEWAY_URL}/v1", api_key, "llama3.1-8b", workers=4, max_seconds=3) as after:
+        with Traffic(
+            f"{GATEWAY_URL}/v1", api_key, "llama3.1-8b", workers=4, max_seconds=3
+        ) as after:
             pass
         assert after.tally.failed == 0
         assert served(11404) == baseline
     finally:
         on_host(LLM_HOST, f"mv {model_dir}.away {model_dir}")
-        restore = run_playbook("playbooks/restart_vllm.yml", tmp_path / "restore", extravars={"vllm_restart": "llama-gpu1-1"})
+        restore = run_playbook(
+            "playbooks/restart_vllm.yml",
+            tmp_path / "restore",
+            extravars={"vllm_restart": "llama-gpu1-1"},
+        )
         assert restore.rc == 0, restore.failures()
 
 
@@ -92,32 +114,51 @@ def test_rollout_recreates_only_what_changed(deployed: None, tmp_path: Path) -> 
     names = ["vllm_llama_gpu0_0", "vllm_llama_gpu0_1", "vllm_qwen_gpu2"]
     ids = {name: container_id(name) for name in names}
     rollout = {"vllm_restart": "all", "vllm_restart_mode": "changed"}
-    run = run_playbook("playbooks/restart_vllm.yml", tmp_path / "new", extravars={**rollout, "memoryx_gpu_hosts": hosts})
+    run = run_playbook(
+        "playbooks/restart_vllm.yml",
+        tmp_path / "new",
+        extravars={**rollout, "memoryx_gpu_hosts": hosts},
+    )
     assert run.rc == 0, run.failures()
     after = {name: container_id(name) for name in names}
     assert after["vllm_llama_gpu0_0"] != ids["vllm_llama_gpu0_0"]
     assert {n: after[n] for n in names[1:]} == {n: ids[n] for n in names[1:]}
-    assert json.loads(on_host(LLM_HOST, "curl -s localhost:11401/sim/info").stdout)["args"]["max_num_seqs"] == 8
+    assert (
+        json.loads(on_host(LLM_HOST, "curl -s localhost:11401/sim/info").stdout)["args"][
+            "max_num_seqs"
+        ]
+        == 8
+    )
     back = run_playbook("playbooks/restart_vllm.yml", tmp_path / "back", extravars=rollout)
     assert back.rc == 0, back.failures()
     assert container_id("vllm_qwen_gpu2") == ids["vllm_qwen_gpu2"]
 
 
-def test_restart_that_never_gets_healthy_fails_with_its_logs(deployed: None, api_key: str, tmp_path: Path) -> None:
+def test_restart_that_never_gets_healthy_fails_with_its_logs(
+    deployed: None, api_key: str, tmp_path: Path
+) -> None:
     config = "/data/projects/models/Meta-Llama-3.1-8B-Instruct-GPTQ-INT4/config.json"
     on_host(LLM_HOST, f"cp {config} {config}.good && echo '{{broken' > {config}")
     try:
         with Traffic(f"{GATEWAY_URL}/v1", api_key, "llama3.1-8b") as traffic:
-            run = run_playbook("playbooks/restart_vllm.yml", tmp_path, extravars={"vllm_restart": "llama-gpu1-1"})
+            run = run_playbook(
+                "playbooks/restart_vllm.yml", tmp_path, extravars={"vllm_restart": "llama-gpu1-1"}
+            )
         report(
             f"failed restart llama-gpu1-1 (engine never healthy): {run.seconds:.1f} s, "
             f"requests sent {traffic.tally.sent}, failed {traffic.tally.failed}"
         )
         assert run.rc != 0
         message = " ".join(run.failures())
-        assert "llama-gpu1-1" in message and "is not a valid JSON file" in message  # the container's own log line
+        assert (
+            "llama-gpu1-1" in message and "is not a valid JSON file" in message
+        )  # the container's own log line
         assert traffic.tally.failed == 0, traffic.tally.errors[:5]
     finally:
         on_host(LLM_HOST, f"mv {config}.good {config}")
-        restore = run_playbook("playbooks/restart_vllm.yml", tmp_path / "restore", extravars={"vllm_restart": "llama-gpu1-1"})
+        restore = run_playbook(
+            "playbooks/restart_vllm.yml",
+            tmp_path / "restore",
+            extravars={"vllm_restart": "llama-gpu1-1"},
+        )
         assert restore.rc == 0, restore.failures()

@@ -7,9 +7,8 @@ import math
 
 import ollama
 import pytest
-from openai import OpenAI
-
 from conftest import EMBED_HOST, GATEWAY_URL, LLM_HOST, PROBE, PlaybookRun, on_host, sh
+from openai import OpenAI
 
 INSTANCES = {  # name -> (container, port, gpu, served model), the production layout
     "llama-gpu0-0": ("vllm_llama_gpu0_0", 11401, "0", "llama3.1-8b"),
@@ -45,20 +44,34 @@ def llm(deployed: None, api_key: str) -> OpenAI:
 
 @pytest.mark.parametrize(
     ("prefix", "model"),
-    [("/v1", "llama3.1-8b"), ("/v1", "qwen2.5-14b"), ("/llama/v1", "llama3.1-8b"), ("/qwen/v1", "qwen2.5-14b")],
+    [
+        ("/v1", "llama3.1-8b"),
+        ("/v1", "qwen2.5-14b"),
+        ("/llama/v1", "llama3.1-8b"),
+        ("/qwen/v1", "qwen2.5-14b"),
+    ],
 )
 def test_chat_on_every_llm_route(deployed: None, api_key: str, prefix: str, model: str) -> None:
     client = OpenAI(base_url=f"{GATEWAY_URL}{prefix}", api_key=api_key, max_retries=0, timeout=60)
-    reply = client.chat.completions.create(model=model, max_tokens=5, messages=[{"role": "user", "content": "hi"}])
+    reply = client.chat.completions.create(
+        model=model, max_tokens=5, messages=[{"role": "user", "content": "hi"}]
+    )
     assert reply.model == model
     assert reply.choices[0].message.content
 
 
 def test_streamed_chat(llm: OpenAI) -> None:
     stream = llm.chat.completions.create(
-        model="llama3.1-8b", max_tokens=6, stream=True, messages=[{"role": "user", "content": "count"}]
+        model="llama3.1-8b",
+        max_tokens=6,
+        stream=True,
+        messages=[{"role": "user", "content": "count"}],
     )
-    pieces = [chunk.choices[0].delta.content for chunk in stream if chunk.choices and chunk.choices[0].delta.content]
+    pieces = [
+        chunk.choices[0].delta.content
+        for chunk in stream
+        if chunk.choices and chunk.choices[0].delta.content
+    ]
     assert len(pieces) >= 2
 
 
@@ -76,14 +89,27 @@ def test_embeddings_openai(llm: OpenAI) -> None:
 
 def test_embeddings_ollama_on_api_and_embed_routes(deployed: None, api_key: str) -> None:
     headers = {"Authorization": f"Bearer {api_key}"}
-    legacy = ollama.Client(host=GATEWAY_URL, headers=headers).embeddings(model="bge-m3", prompt="test")
+    legacy = ollama.Client(host=GATEWAY_URL, headers=headers).embeddings(
+        model="bge-m3", prompt="test"
+    )
     assert len(legacy["embedding"]) == 1024
-    prefixed = ollama.Client(host=f"{GATEWAY_URL}/embed", headers=headers).embed(model="bge-m3", input="test")
+    prefixed = ollama.Client(host=f"{GATEWAY_URL}/embed", headers=headers).embed(
+        model="bge-m3", input="test"
+    )
     assert len(prefixed["embeddings"][0]) == 1024
 
 
 def test_gateway_refuses_a_missing_key(deployed: None) -> None:
-    run = sh("curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", f"{GATEWAY_URL}/v1/models", check=False)
+    run = sh(
+        "curl",
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        f"{GATEWAY_URL}/v1/models",
+        check=False,
+    )
     assert run.stdout == "401"
 
 
@@ -97,11 +123,26 @@ def test_document_curl_checks(deployed: None, api_key: str) -> None:
     auth = f"-H 'Authorization: Bearer {api_key}'"
     gw = "http://localhost:11436"
     assert on_host(EMBED_HOST, f"curl -s {gw}/health").stdout.strip() == "OK"
-    emb = json.loads(on_host(EMBED_HOST, f"""curl -s {auth} {gw}/v1/embeddings -d '{{"model":"bge-m3","input":"test"}}'""").stdout)
+    emb = json.loads(
+        on_host(
+            EMBED_HOST,
+            f"""curl -s {auth} {gw}/v1/embeddings -d '{{"model":"bge-m3","input":"test"}}'""",
+        ).stdout
+    )
     assert len(emb["data"][0]["embedding"]) == 1024
-    chat = json.loads(on_host(EMBED_HOST, f"""curl -s {auth} {gw}/v1/chat/completions -d '{{"model":"llama3.1-8b","messages":[{{"role":"user","content":"hello"}}]}}'""").stdout)
+    chat = json.loads(
+        on_host(
+            EMBED_HOST,
+            f"""curl -s {auth} {gw}/v1/chat/completions -d '{{"model":"llama3.1-8b","messages":[{{"role":"user","content":"hello"}}]}}'""",  # noqa: E501 - the document's command, verbatim
+        ).stdout
+    )
     assert chat["model"] == "llama3.1-8b"
-    qwen = json.loads(on_host(EMBED_HOST, f"""curl -s {auth} {gw}/qwen/v1/chat/completions -d '{{"model":"qwen2.5-14b","messages":[{{"role":"user","content":"1+1=?"}}]}}'""").stdout)
+    qwen = json.loads(
+        on_host(
+            EMBED_HOST,
+            f"""curl -s {auth} {gw}/qwen/v1/chat/completions -d '{{"model":"qwen2.5-14b","messages":[{{"role":"user","content":"1+1=?"}}]}}'""",  # noqa: E501 - the document's command, verbatim
+        ).stdout
+    )
     assert qwen["model"] == "qwen2.5-14b"
     smi = on_host(LLM_HOST, "nvidia-smi --query-gpu=index,memory.used,memory.total --format=csv")
     assert smi.stdout.count("MiB") >= 6
@@ -118,11 +159,26 @@ def test_each_instance_pinned_to_its_gpu(deployed: None, name: str) -> None:
 
 
 def test_backend_ports_admit_only_the_gateway(deployed: None) -> None:
-    probe = on_host(PROBE, "curl -s -o /dev/null -w '%{http_code}' --max-time 5 http://10.99.0.10:11401/health", check=False)
+    probe = on_host(
+        PROBE,
+        "curl -s -o /dev/null -w '%{http_code}' --max-time 5 http://10.99.0.10:11401/health",
+        check=False,
+    )
     assert probe.stdout in ("000", ""), f"a LAN client reached a backend: {probe.stdout}"
-    gateway_host = on_host(EMBED_HOST, "curl -s -o /dev/null -w '%{http_code}' --max-time 5 http://10.99.0.10:11401/health")
+    gateway_host = on_host(
+        EMBED_HOST,
+        "curl -s -o /dev/null -w '%{http_code}' --max-time 5 http://10.99.0.10:11401/health",
+    )
     assert gateway_host.stdout == "200"
-    door = on_host(PROBE, "curl -s -o /dev/null -w '%{http_code}' --max-time 5 http://10.99.0.65:11436/health")
+    door = on_host(
+        PROBE, "curl -s -o /dev/null -w '%{http_code}' --max-time 5 http://10.99.0.65:11436/health"
+    )
     assert door.stdout == "200"
-    ollama_port = on_host(PROBE, "curl -s -o /dev/null -w '%{http_code}' --max-time 5 http://10.99.0.65:11434/", check=False)
-    assert ollama_port.stdout in ("000", ""), "Ollama must listen on the gateway host's loopback only"
+    ollama_port = on_host(
+        PROBE,
+        "curl -s -o /dev/null -w '%{http_code}' --max-time 5 http://10.99.0.65:11434/",
+        check=False,
+    )
+    assert ollama_port.stdout in ("000", ""), (
+        "Ollama must listen on the gateway host's loopback only"
+    )

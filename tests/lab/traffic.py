@@ -31,13 +31,17 @@ class Tally:
 class Traffic:
     """`workers` threads, each alternating streamed and plain chat requests."""
 
-    def __init__(self, base_url: str, api_key: str, model: str, workers: int = 4, max_seconds: float = 600) -> None:
+    def __init__(
+        self, base_url: str, api_key: str, model: str, workers: int = 4, max_seconds: float = 600
+    ) -> None:
         self.client = OpenAI(base_url=base_url, api_key=api_key, max_retries=0, timeout=120)
         self.model = model
         self.tally = Tally()
         self._stop = threading.Event()
         self._deadline = time.monotonic() + max_seconds
-        self._threads = [threading.Thread(target=self._work, args=(i,), daemon=True) for i in range(workers)]
+        self._threads = [
+            threading.Thread(target=self._work, args=(i,), daemon=True) for i in range(workers)
+        ]
 
     def __enter__(self) -> Traffic:
         for thread in self._threads:
@@ -60,11 +64,16 @@ class Traffic:
         try:
             if stream:
                 chunks = self.client.chat.completions.create(
-                    model=self.model, max_tokens=12, stream=True, messages=messages  # type: ignore[arg-type]
+                    model=self.model,
+                    max_tokens=12,
+                    stream=True,
+                    messages=messages,  # type: ignore[arg-type]
                 )
                 done = any(c.choices and c.choices[0].finish_reason for c in chunks)
                 return None if done else "stream ended without a finish_reason"
-            reply = self.client.chat.completions.create(model=self.model, max_tokens=12, messages=messages)  # type: ignore[arg-type]
+            reply = self.client.chat.completions.create(
+                model=self.model, max_tokens=12, messages=messages
+            )  # type: ignore[arg-type]
             return None if reply.choices[0].message.content else "empty answer"
-        except Exception as error:  # noqa: BLE001 - every failure counts, whatever its kind
+        except Exception as error:
             return f"{type(error).__name__}: {error}"

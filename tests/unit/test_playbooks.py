@@ -19,13 +19,21 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 PROD = "inventory/production/hosts.yml"
-PLAYBOOKS = ["site.yml", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "playbooks").glob("*.yml"))]
+PLAYBOOKS = [
+    "site.yml",
+    *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "playbooks").glob("*.yml")),
+]
 
 
 def ansible_playbook(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
     return subprocess.run(
-        [str(BIN / "ansible-playbook"), *args], cwd=ROOT, env=env, text=True, capture_output=True, timeout=300
+        [str(BIN / "ansible-playbook"), *args],
+        cwd=ROOT,
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=300,
     )
 
 

@@ -557,4 +557,5 @@ def test_corrupt_config_json_fails_like_transformers(lab: Lab) -> None:
     (path / "config.json").write_text("{not json")
     sim = lab.start(model=str(path))
     assert sim.wait_exit() == 1
-    assert f"OSError: It looks like the config file at '{path / 'config.json'}' is not a valid JSON file." in sim.error_text()
+    expected = f"OSError: It looks like the config file at '{path / 'config.json'}' is not a valid JSON file."
+    assert expected in sim.error_text()

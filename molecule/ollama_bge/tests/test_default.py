@@ -17,9 +17,7 @@ def converge_vars() -> dict[str, Any]:
     play = yaml.safe_load((SCENARIO / "converge.yml").read_text())[0]
     role_vars = dict(play["tasks"][0]["vars"])
     env = play["vars"]["mxmol_ollama_env"]
-    role_vars["ollama_bge_instances"] = [
-        {**item, "env": env} for item in role_vars["ollama_bge_instances"]
-    ]
+    role_vars["ollama_bge_instances"] = [{**item, "env": env} for item in role_vars["ollama_bge_instances"]]
     return role_vars
 
 

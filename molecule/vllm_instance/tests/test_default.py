@@ -26,8 +26,7 @@ def converge_data() -> tuple[list[dict[str, Any]], str]:
         "{{ mxmol_vllm_env }}": play["vars"]["mxmol_vllm_env"],
     }
     instances = [
-        {key: resolved.get(value, value) if isinstance(value, str) else value
-         for key, value in item.items()}
+        {key: resolved.get(value, value) if isinstance(value, str) else value for key, value in item.items()}
         for item in role_vars["vllm_instance_instances"]
     ]
     return instances, role_vars["vllm_instance_models_dir"]
@@ -141,7 +140,10 @@ def test_missing_model_directory_stops_the_run_naming_it(host: Any) -> None:
     playbook = Path(sys.executable).parent / "ansible-playbook"
     result = subprocess.run(
         [str(playbook), "-i", inventory, str(SCENARIO / "missing_model.yml")],
-        capture_output=True, text=True, check=False, timeout=300,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
     )
     output = result.stdout + result.stderr
     assert result.returncode != 0, output

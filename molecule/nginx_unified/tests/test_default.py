@@ -1,0 +1,142 @@
+"""Verify role nginx_unified: the gateway container, routing to the simulators, reload."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+SCENARIO = Path(__file__).resolve().parent.parent
+ROLE_VARS = yaml.safe_load((SCENARIO / "converge.yml").read_text())[0]["tasks"][0]["vars"]
+PORT = ROLE_VARS["nginx_unified_listen_port"]
+CONTAINER = "memoryx_gateway"  # the role's default name
+LLAMA = ROLE_VARS["nginx_unified_pools"]["llama"]["members"][0]
+SUCCESS = re.compile(r"^vllm:request_success_total\{[^}]*\} ([0-9.]+)$", re.M)
+
+
+def gateway(host: Any, path: str, body: Any = None) -> tuple[int, str]:
+    data = "" if body is None else f"-H 'Content-Type: application/json' -d {json.dumps(json.dumps(body))}"
+    out = host.check_output(
+        f"curl -sS --max-time 10 -o /tmp/mxmol-body -w '%{{http_code}}' {data} http://127.0.0.1:{PORT}{path}"
+        " && printf '\\n' && cat /tmp/mxmol-body"
+    )
+    status, _, text = out.partition("\n")
+    return int(status), text
+
+
+def inspect(host: Any) -> dict[str, Any]:
+    return dict(json.loads(host.check_output(f"docker inspect {CONTAINER}"))[0])
+
+
+def llama_successes(host: Any) -> float:
+    metrics = host.check_output(f"curl -fsS --max-time 5 http://{LLAMA['address']}:{LLAMA['port']}/metrics")
+    return sum(float(v) for v in SUCCESS.findall(metrics))
+
+
+def chat(model: str) -> dict[str, Any]:
+    return {"model": model, "messages": [{"role": "user", "content": "hello"}], "max_tokens": 4}
+
+
+def run_playbook(name: str) -> subprocess.CompletedProcess[str]:
+    inventory = os.environ.get("MOLECULE_INVENTORY_FILE")
+    assert inventory, "MOLECULE_INVENTORY_FILE is not set: run through molecule verify"
+    return subprocess.run(
+        [
+            str(Path(sys.executable).parent / "ansible-playbook"),
+            "-i",
+            inventory,
+            str(SCENARIO / name),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+
+
+def test_gateway_container_runs_on_the_host_network(host: Any) -> None:
+    state = inspect(host)
+    assert state["State"]["Status"] == "running"
+    assert state["HostConfig"]["NetworkMode"] == "host"
+    assert state["HostConfig"]["RestartPolicy"]["Name"] == "always"
+    assert state["Config"]["Image"] == ROLE_VARS["nginx_unified_image"]
+
+
+def test_live_config_is_mounted_read_only(host: Any) -> None:
+    mounts = inspect(host)["Mounts"]
+    assert [(m["Source"], m["Destination"], m["RW"]) for m in mounts] == [("/etc/memoryx/gateway", "/etc/nginx", False)]
+
+
+def test_nginx_accepts_its_configuration(host: Any) -> None:
+    result = host.run(f"docker exec {CONTAINER} nginx -t")
+    assert result.rc == 0, result.stderr
+    assert "test is successful" in result.stderr
+
+
+def test_listens_on_the_gateway_port(host: Any) -> None:
+    assert host.socket(f"tcp://0.0.0.0:{PORT}").is_listening
+
+
+def test_health_is_200_ok(host: Any) -> None:
+    assert gateway(host, "/health") == (200, "OK")
+
+
+def test_chat_routed_by_model_reaches_the_vllm_simulator(host: Any) -> None:
+    before = llama_successes(host)
+    status, text = gateway(host, "/v1/chat/completions", chat("llama3.1-8b"))
+    assert status == 200, text
+    reply = json.loads(text)
+    assert reply["model"] == "llama3.1-8b"
+    assert reply["id"].startswith("chatcmpl-")
+    assert llama_successes(host) == before + 1
+    logs = host.check_output(f"docker logs --tail 20 {CONTAINER} 2>/dev/null")
+    lines = [json.loads(line) for line in logs.splitlines() if line.startswith("{")]
+    chats = [line for line in lines if line["uri"] == "/v1/chat/completions"]
+    assert chats[-1]["upstream_addr"] == f"{LLAMA['address']}:{LLAMA['port']}"
+    assert chats[-1]["pool"] == "llama"
+
+
+def test_unknown_model_is_refused_by_the_gateway(host: Any) -> None:
+    status, text = gateway(host, "/v1/chat/completions", chat("gpt-4"))
+    assert status == 404
+    assert json.loads(text)["error"]["code"] == "model_not_found"
+
+
+def test_embeddings_reach_the_ollama_simulator(host: Any) -> None:
+    status, text = gateway(host, "/v1/embeddings", {"model": "bge-m3", "input": "hello"})
+    assert status == 200, text
+    assert len(json.loads(text)["data"][0]["embedding"]) == 1024
+
+
+def test_models_lists_the_served_models(host: Any) -> None:
+    status, text = gateway(host, "/v1/models")
+    assert status == 200
+    assert sorted(m["id"] for m in json.loads(text)["data"]) == sorted(ROLE_VARS["nginx_unified_models"])
+
+
+def test_config_change_reloads_the_running_gateway(host: Any) -> None:
+    """Last: drains llama (drain.yml), checks the reload, then restores (converge.yml)."""
+    started = inspect(host)["State"]["StartedAt"]
+    master = host.check_output(f"docker exec {CONTAINER} cat /var/run/nginx.pid")
+    result = run_playbook("drain.yml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(
+        r"RUNNING HANDLER \[nginx_unified : Reload gateway\][^\n]*\n[^\n]*\n?\s*changed",
+        result.stdout,
+    )
+    try:
+        status, text = gateway(host, "/v1/chat/completions", chat("llama3.1-8b"))
+        assert status == 503
+        assert json.loads(text)["error"]["code"] == "pool_restarting"
+        assert inspect(host)["State"]["StartedAt"] == started  # not restarted
+        assert host.check_output(f"docker exec {CONTAINER} cat /var/run/nginx.pid") == master
+    finally:
+        restore = run_playbook("converge.yml")
+    assert restore.returncode == 0, restore.stdout + restore.stderr
+    assert gateway(host, "/v1/chat/completions", chat("llama3.1-8b"))[0] == 200

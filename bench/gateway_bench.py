@@ -1,4 +1,4 @@
-#!/opt/mx-venv/bin/python
+#!/usr/bin/env python3
 """Gateway benchmark (prints figures; not a test). Loopback only, bounded, stops by itself.
 
 (a) latency the gateway adds: p50/p99 of N sequential requests to a zero-latency vLLM
@@ -6,7 +6,7 @@
 (b) scaling: simulators holding a fixed TTFT and --max-num-seqs, 1, 2 and 4 Llama members
     behind the gateway at a fixed client concurrency, throughput as a share of linear scaling.
 
-Run: /opt/mx-venv/bin/python bench/gateway_bench.py [--requests 400] [--ttft-ms 100] ...
+Run: .venv/bin/python bench/gateway_bench.py [--requests 400] [--ttft-ms 100] ...
 """
 
 from __future__ import annotations

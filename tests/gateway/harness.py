@@ -23,7 +23,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 SIMULATORS = ROOT / "lab" / "simulators"
-VENV_BIN = Path("/opt/mx-venv/bin")
+VENV_BIN = Path(sys.executable).parent  # the environment running the tests
 NGINX = "/usr/sbin/nginx"
 LOOPBACK = "127.0.0.1"
 MODELS = {"llama3.1-8b": "llama", "qwen2.5-14b": "qwen", "bge-m3": "bge"}

@@ -5,6 +5,9 @@ from __future__ import annotations
 import copy
 import json
 import re
+import threading
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import yaml
@@ -162,3 +165,41 @@ def test_restart_that_never_gets_healthy_fails_with_its_logs(
             extravars={"vllm_restart": "llama-gpu1-1"},
         )
         assert restore.rc == 0, restore.failures()
+
+
+def test_pool_of_one_answers_503_with_retry_after(deployed: None, api_key: str, tmp_path: Path) -> None:
+    """Qwen has no second member: during its restart clients get an honest 503 + Retry-After, never a hang or reset."""
+    outcomes: list[str] = []
+    stop = threading.Event()
+
+    def ask() -> None:
+        body = json.dumps({"model": "qwen2.5-14b", "max_tokens": 4, "messages": [{"role": "user", "content": "1+1=?"}]})
+        while not stop.is_set():
+            request = urllib.request.Request(
+                f"{GATEWAY_URL}/v1/chat/completions",
+                data=body.encode(),
+                headers={"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"},
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=60) as reply:
+                    outcomes.append(str(reply.status))
+            except urllib.error.HTTPError as error:
+                code = json.loads(error.read() or b"{}").get("error", {}).get("code")
+                outcomes.append(f"{error.code} retry-after={error.headers.get('Retry-After')} {code}")
+            except OSError as error:
+                outcomes.append(f"error {error}")
+            stop.wait(0.05)  # pacing: a client calling steadily, not a flood
+
+    worker = threading.Thread(target=ask, daemon=True)
+    worker.start()
+    try:
+        run = run_playbook("playbooks/restart_vllm.yml", tmp_path, extravars={"vllm_restart": "qwen-gpu2"})
+    finally:
+        stop.set()
+        worker.join(timeout=120)
+    unavailable = [o for o in outcomes if o.startswith("503")]
+    report(f"restart qwen-gpu2 (pool of one): {run.seconds:.1f} s, requests {len(outcomes)}, 503 {len(unavailable)}")
+    assert run.rc == 0, run.failures()
+    assert set(outcomes) <= {"200", "503 retry-after=30 pool_restarting"}, sorted(set(outcomes))
+    assert unavailable, "the restart window was never seen by a client"
+    assert outcomes[-1] == "200"

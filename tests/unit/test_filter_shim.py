@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -129,7 +130,7 @@ def test_through_ansible_on_localhost(tmp_path: Path) -> None:
     playbook.write_text(PLAYBOOK.format(root=ROOT))
     env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
     run = subprocess.run(
-        ["/opt/mx-venv/bin/ansible-playbook", "-i", "inventory/lab/hosts.yml", str(playbook)],
+        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "inventory/lab/hosts.yml", str(playbook)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
     out = run.stdout + run.stderr
     assert "members=llama-gpu0-0,llama-gpu0-1,llama-gpu1-0,llama-gpu1-1" in out

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -19,24 +18,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 import harness as h
-
-API_KEYS = ["mx-test-key-1", "mx-test-key-2"]
-
-
-@dataclass
-class Stack:
-    sims: dict[str, h.Process]
-    gateways: dict[str, h.Gateway]
-    variants: dict[str, h.Variant]
-
-    def port(self, gateway: str) -> int:
-        return self.gateways[gateway].port
-
-    def llama_total(self) -> float:
-        return sum(h.success_total(self.sims[n].port) for n in ("llama-a", "llama-b"))
-
-    def qwen_total(self) -> float:
-        return h.success_total(self.sims["qwen-a"].port)
+from harness import API_KEYS, Stack
 
 
 def _start_sims(work: Path) -> dict[str, h.Process]:

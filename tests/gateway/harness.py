@@ -347,3 +347,22 @@ def start_gateway(runtime: Path, port: int) -> Gateway:
 
     wait_until(ready, 15, f"nginx on port {port}")
     return gateway
+
+
+API_KEYS = ["mx-test-key-1", "mx-test-key-2"]
+
+
+@dataclass
+class Stack:
+    sims: dict[str, Process]
+    gateways: dict[str, Gateway]
+    variants: dict[str, Variant]
+
+    def port(self, gateway: str) -> int:
+        return self.gateways[gateway].port
+
+    def llama_total(self) -> float:
+        return sum(success_total(self.sims[n].port) for n in ("llama-a", "llama-b"))
+
+    def qwen_total(self) -> float:
+        return success_total(self.sims["qwen-a"].port)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import harness as h
-from conftest import Stack
+from harness import Stack
 
 
 def _lines_for(stack: Stack, uri: str) -> list[dict[str, Any]]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import harness as h
-from conftest import API_KEYS, Stack
+from harness import API_KEYS, Stack
 
 SERVED = ["llama3.1-8b", "qwen2.5-14b", "bge-m3"]
 

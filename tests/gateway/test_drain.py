@@ -4,7 +4,7 @@ all-drained pool answers 503 with Retry-After."""
 from __future__ import annotations
 
 import harness as h
-from conftest import Stack
+from harness import Stack
 
 
 def _spread(stack: Stack, port: int, count: int) -> tuple[float, float]:

@@ -9,7 +9,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import harness as h
-from conftest import Stack
+from harness import Stack
 
 
 def _running(port: int) -> float:

@@ -8,7 +8,7 @@ from typing import Any
 
 import harness as h
 import pytest
-from conftest import Stack
+from harness import Stack
 
 
 @dataclass(frozen=True)

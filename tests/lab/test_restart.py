@@ -11,7 +11,7 @@ import urllib.request
 from pathlib import Path
 
 import yaml
-from conftest import GATEWAY_URL, LLM_HOST, ROOT, on_host, run_playbook
+from labkit import GATEWAY_URL, LLM_HOST, ROOT, on_host, run_playbook
 from traffic import Traffic
 
 REPORT = ROOT / "build/restart-report.txt"

@@ -95,3 +95,37 @@ def test_preflight_refuses_a_bad_layout_before_any_host(tmp_path: Path) -> None:
     assert "mx-llm-01 GPU 2" in out and "llama-gpu0-1" in out and "gpu_memory_utilization" in out
     # The run stopped in the preflight play.
     assert "Client config" not in out
+
+
+def test_a_group_vars_edit_is_followed_everywhere(tmp_path: Path) -> None:
+    """Move a Llama instance to GPU2 and add a third Ollama instance on a new GPU, in data only."""
+    data = yaml.safe_load((ROOT / "group_vars/all/memoryx.yml").read_text())
+    hosts = data["memoryx_gpu_hosts"]
+    moved = hosts["mx-llm-01"]["vllm_instances"][0].pop(1)
+    moved["args"] = {"gpu_memory_utilization": 0.30}
+    hosts["mx-llm-01"]["vllm_instances"][2][0]["args"] = {"gpu_memory_utilization": 0.65}
+    hosts["mx-llm-01"]["vllm_instances"][2].append(moved)
+    hosts["mx-embed-01"]["gpus"].append({"index": 2, "name": "Tesla P40", "memory_gib": 24})
+    hosts["mx-embed-01"]["ollama_instances"][2] = [{"name": "bge-gpu2", "port": 11437}]
+    layout = tmp_path / "layout.yml"
+    layout.write_text(yaml.safe_dump({"memoryx_gpu_hosts": hosts}))
+
+    plan = ansible_playbook("-i", PROD, "playbooks/plan.yml", "-e", f"@{layout}")
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    gpu2 = next(line for line in plan.stdout.splitlines() if "mx-llm-01" in line and "qwen-gpu2" in line)
+    assert "llama-gpu0-1" in gpu2 and "0.95" in gpu2
+    assert any("mx-embed-01" in line and "bge-gpu2" in line and "11437" in line for line in plan.stdout.splitlines())
+
+    # What the roles receive (group_vars/all/roles.yml), evaluated on the controller alone.
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
+           "ANSIBLE_CALLBACK_RESULT_FORMAT": "json"}
+    seen = subprocess.run(
+        [str(BIN / "ansible"), "-i", PROD, "mx-embed-01", "--playbook-dir", "playbooks", "-e", f"@{layout}",
+         "-e", "ansible_connection=local", "-m", "ansible.builtin.debug",
+         "-a", json.dumps({"msg": "{{ nginx_unified_pools.bge.members | map(attribute='name') | list }}"
+                                  " {{ ollama_bge_instances | map(attribute='container_name') | list }}"})],
+        cwd=ROOT, env=env, text=True, capture_output=True, timeout=120,
+    )
+    assert seen.returncode == 0, seen.stdout + seen.stderr
+    message = json.loads(seen.stdout.split("=>", 1)[1])["msg"]
+    assert message == "['bge-gpu0', 'bge-gpu1', 'bge-gpu2'] ['ollama_bge_gpu0', 'ollama_bge_gpu1', 'ollama_bge_gpu2']"

@@ -7,7 +7,7 @@ import math
 
 import ollama
 import pytest
-from conftest import EMBED_HOST, GATEWAY_URL, LLM_HOST, PROBE, PlaybookRun, on_host, sh
+from labkit import EMBED_HOST, GATEWAY_URL, LLM_HOST, PROBE, PlaybookRun, on_host, sh
 from openai import OpenAI
 
 INSTANCES = {  # name -> (container, port, gpu, served model), the production layout

@@ -10,6 +10,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import pytest
 import yaml
 from labkit import GATEWAY_URL, LLM_HOST, ROOT, on_host, run_playbook
 from traffic import Traffic
@@ -18,12 +19,11 @@ REPORT = ROOT / "build/restart-report.txt"
 
 
 def served(port: int) -> float:
-    """vllm:request_success_total of the instance on `port`, read on its host."""
-    metrics = on_host(LLM_HOST, f"curl -s http://localhost:{port}/metrics").stdout
-    return sum(
-        float(v)
-        for v in re.findall(r"^vllm:request_success_total\{[^}]*\} ([0-9.e+]+)$", metrics, re.M)
-    )
+    """vllm:request_success_total of the instance on `port`, read on its host; -1 when it is down."""
+    reply = on_host(LLM_HOST, f"curl -sf http://localhost:{port}/metrics", check=False)
+    if reply.returncode != 0:
+        return -1.0
+    return sum(float(v) for v in re.findall(r"^vllm:request_success_total\{[^}]*\} ([0-9.e+]+)$", reply.stdout, re.M))
 
 
 def container_id(name: str) -> str:
@@ -37,9 +37,7 @@ def report(line: str) -> None:
 
 
 def test_unknown_instance_is_refused_with_the_valid_names(deployed: None, tmp_path: Path) -> None:
-    run = run_playbook(
-        "playbooks/restart_vllm.yml", tmp_path, extravars={"vllm_restart": "llama-gpu9-9"}
-    )
+    run = run_playbook("playbooks/restart_vllm.yml", tmp_path, extravars={"vllm_restart": "llama-gpu9-9"})
     assert run.rc != 0
     message = " ".join(run.failures())
     assert "llama-gpu9-9" in message and "llama-gpu0-0" in message and "qwen-gpu2" in message
@@ -48,9 +46,7 @@ def test_unknown_instance_is_refused_with_the_valid_names(deployed: None, tmp_pa
 def test_restart_drops_no_request(deployed: None, api_key: str, tmp_path: Path) -> None:
     before_id = container_id("vllm_llama_gpu0_1")
     with Traffic(f"{GATEWAY_URL}/v1", api_key, "llama3.1-8b") as traffic:
-        run = run_playbook(
-            "playbooks/restart_vllm.yml", tmp_path, extravars={"vllm_restart": "llama-gpu0-1"}
-        )
+        run = run_playbook("playbooks/restart_vllm.yml", tmp_path, extravars={"vllm_restart": "llama-gpu0-1"})
     report(
         f"restart llama-gpu0-1: {run.seconds:.1f} s, requests sent {traffic.tally.sent}, failed {traffic.tally.failed}"
     )
@@ -65,47 +61,50 @@ def test_restart_drops_no_request(deployed: None, api_key: str, tmp_path: Path) 
     assert served(11402) > baseline
 
 
-def test_restart_with_missing_model_fails_cleanly(
-    deployed: None, api_key: str, tmp_path: Path
+MODEL_DIR = "/data/projects/models/Meta-Llama-3.1-8B-Instruct-GPTQ-INT4"
+BREAKAGES = {  # what goes wrong -> (break it, mend it, what the failure must say)
+    "model dir removed": (f"mv {MODEL_DIR} {MODEL_DIR}.away", f"mv {MODEL_DIR}.away {MODEL_DIR}", MODEL_DIR),
+    "engine never healthy": (  # the container starts, then dies with its own log line
+        f"cp {MODEL_DIR}/config.json /tmp/config.good && echo '{{broken' > {MODEL_DIR}/config.json",
+        f"mv /tmp/config.good {MODEL_DIR}/config.json",
+        "is not a valid JSON file",
+    ),
+}
+OTHERS = {11401: "vllm_llama_gpu0_0", 11402: "vllm_llama_gpu0_1", 11403: "vllm_llama_gpu1_0"}
+
+
+@pytest.mark.parametrize("breakage", sorted(BREAKAGES))
+def test_failed_restart_keeps_serving_and_stays_out(
+    deployed: None, api_key: str, tmp_path: Path, breakage: str
 ) -> None:
-    model_dir = "/data/projects/models/Meta-Llama-3.1-8B-Instruct-GPTQ-INT4"
-    on_host(LLM_HOST, f"mv {model_dir} {model_dir}.away")
+    """The failure path: the run fails saying why, the instance stays out of the pool, no other
+    instance is touched, and no client request fails."""
+    break_it, mend_it, words = BREAKAGES[breakage]
+    on_host(LLM_HOST, break_it)
     try:
-        others = {
-            port: container_id(name)
-            for port, name in ((11401, "vllm_llama_gpu0_0"), (11403, "vllm_llama_gpu1_0"))
-        }
+        others = {name: container_id(name) for name in OTHERS.values()}
         with Traffic(f"{GATEWAY_URL}/v1", api_key, "llama3.1-8b") as traffic:
-            run = run_playbook(
-                "playbooks/restart_vllm.yml", tmp_path, extravars={"vllm_restart": "llama-gpu1-1"}
-            )
+            run = run_playbook("playbooks/restart_vllm.yml", tmp_path, extravars={"vllm_restart": "llama-gpu1-1"})
         report(
-            f"failed restart llama-gpu1-1 (model dir removed): {run.seconds:.1f} s, "
+            f"failed restart llama-gpu1-1 ({breakage}): {run.seconds:.1f} s, "
             f"requests sent {traffic.tally.sent}, failed {traffic.tally.failed}"
         )
         assert run.rc != 0
         message = " ".join(run.failures())
-        assert "llama-gpu1-1" in message and model_dir in message
+        assert "llama-gpu1-1" in message and words in message
         assert traffic.tally.failed == 0, traffic.tally.errors[:5]
-        # No other instance touched.
-        assert {
-            port: container_id(name)
-            for port, name in ((11401, "vllm_llama_gpu0_0"), (11403, "vllm_llama_gpu1_0"))
-        } == others
-        # It stays out of the pool: nothing reaches it through the gateway.
-        baseline = served(11404)
-        with Traffic(
-            f"{GATEWAY_URL}/v1", api_key, "llama3.1-8b", workers=4, max_seconds=3
-        ) as after:
+        assert {name: container_id(name) for name in OTHERS.values()} == others
+        # Out of the pool: the gateway sends it nothing, and serves every request with the rest.
+        baseline = served(11404), sum(served(port) for port in OTHERS)
+        with Traffic(f"{GATEWAY_URL}/v1", api_key, "llama3.1-8b", workers=4, max_seconds=3) as after:
             pass
         assert after.tally.failed == 0
-        assert served(11404) == baseline
+        assert served(11404) == baseline[0]
+        assert sum(served(port) for port in OTHERS) > baseline[1]
     finally:
-        on_host(LLM_HOST, f"mv {model_dir}.away {model_dir}")
+        on_host(LLM_HOST, mend_it)
         restore = run_playbook(
-            "playbooks/restart_vllm.yml",
-            tmp_path / "restore",
-            extravars={"vllm_restart": "llama-gpu1-1"},
+            "playbooks/restart_vllm.yml", tmp_path / "restore", extravars={"vllm_restart": "llama-gpu1-1"}
         )
         assert restore.rc == 0, restore.failures()
 
@@ -126,45 +125,10 @@ def test_rollout_recreates_only_what_changed(deployed: None, tmp_path: Path) -> 
     after = {name: container_id(name) for name in names}
     assert after["vllm_llama_gpu0_0"] != ids["vllm_llama_gpu0_0"]
     assert {n: after[n] for n in names[1:]} == {n: ids[n] for n in names[1:]}
-    assert (
-        json.loads(on_host(LLM_HOST, "curl -s localhost:11401/sim/info").stdout)["args"][
-            "max_num_seqs"
-        ]
-        == 8
-    )
+    assert json.loads(on_host(LLM_HOST, "curl -s localhost:11401/sim/info").stdout)["args"]["max_num_seqs"] == 8
     back = run_playbook("playbooks/restart_vllm.yml", tmp_path / "back", extravars=rollout)
     assert back.rc == 0, back.failures()
     assert container_id("vllm_qwen_gpu2") == ids["vllm_qwen_gpu2"]
-
-
-def test_restart_that_never_gets_healthy_fails_with_its_logs(
-    deployed: None, api_key: str, tmp_path: Path
-) -> None:
-    config = "/data/projects/models/Meta-Llama-3.1-8B-Instruct-GPTQ-INT4/config.json"
-    on_host(LLM_HOST, f"cp {config} {config}.good && echo '{{broken' > {config}")
-    try:
-        with Traffic(f"{GATEWAY_URL}/v1", api_key, "llama3.1-8b") as traffic:
-            run = run_playbook(
-                "playbooks/restart_vllm.yml", tmp_path, extravars={"vllm_restart": "llama-gpu1-1"}
-            )
-        report(
-            f"failed restart llama-gpu1-1 (engine never healthy): {run.seconds:.1f} s, "
-            f"requests sent {traffic.tally.sent}, failed {traffic.tally.failed}"
-        )
-        assert run.rc != 0
-        message = " ".join(run.failures())
-        assert (
-            "llama-gpu1-1" in message and "is not a valid JSON file" in message
-        )  # the container's own log line
-        assert traffic.tally.failed == 0, traffic.tally.errors[:5]
-    finally:
-        on_host(LLM_HOST, f"mv {config}.good {config}")
-        restore = run_playbook(
-            "playbooks/restart_vllm.yml",
-            tmp_path / "restore",
-            extravars={"vllm_restart": "llama-gpu1-1"},
-        )
-        assert restore.rc == 0, restore.failures()
 
 
 def test_pool_of_one_answers_503_with_retry_after(deployed: None, api_key: str, tmp_path: Path) -> None:

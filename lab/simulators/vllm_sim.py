@@ -597,6 +597,11 @@ def usage(prompt: int, completion: int) -> dict[str, int]:
     }
 
 
+def envelope(gen: Generation, rid: str, obj: str, choice: dict[str, Any]) -> dict[str, Any]:
+    """The OpenAI response object around one choice (answers and stream chunks alike)."""
+    return {"id": rid, "object": obj, "created": int(time.time()), "model": gen.model_name, "choices": [choice]}
+
+
 def full_response(gen: Generation, rid: str, tokens: list[str], reason: str) -> dict[str, Any]:
     text = "".join(tokens)
     if gen.kind == "chat":
@@ -609,26 +614,12 @@ def full_response(gen: Generation, rid: str, tokens: list[str], reason: str) -> 
         choice = {"index": 0, "text": text}
         obj = "text_completion"
     choice.update({"logprobs": None, "finish_reason": reason, "stop_reason": None})
-    return {
-        "id": rid,
-        "object": obj,
-        "created": int(time.time()),
-        "model": gen.model_name,
-        "choices": [choice],
-        "usage": usage(gen.prompt_tokens, len(tokens)),
-    }
+    return {**envelope(gen, rid, obj, choice), "usage": usage(gen.prompt_tokens, len(tokens))}
 
 
 def chunk(gen: Generation, rid: str, piece: dict[str, Any], reason: str | None) -> dict[str, Any]:
     choice = {"index": 0, **piece, "logprobs": None, "finish_reason": reason}
-    obj = "chat.completion.chunk" if gen.kind == "chat" else "text_completion"
-    return {
-        "id": rid,
-        "object": obj,
-        "created": int(time.time()),
-        "model": gen.model_name,
-        "choices": [choice],
-    }
+    return envelope(gen, rid, "chat.completion.chunk" if gen.kind == "chat" else "text_completion", choice)
 
 
 # --------------------------------------------------------------------------- metrics

@@ -7,7 +7,6 @@ import http.client
 import json
 import math
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -18,15 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from portpick import free_port
 
 SIM = Path(__file__).resolve().parents[2] / "lab" / "simulators" / "ollama_sim.py"
 NOT_FOUND = {"error": 'model "bge-m3" not found, try pulling it first'}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

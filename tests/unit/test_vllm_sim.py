@@ -7,7 +7,6 @@ import itertools
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -19,16 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from portpick import free_port
 
 SIM = Path(__file__).resolve().parents[2] / "lab" / "simulators" / "vllm_sim.py"
 SERVED = "llama3.1-8b"
 BUSY = "Free memory on device"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

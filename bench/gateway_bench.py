@@ -2,9 +2,12 @@
 """Gateway benchmark (prints figures; not a test). Loopback only, bounded, stops by itself.
 
 (a) latency the gateway adds: p50/p99 of N sequential requests to a zero-latency vLLM
-    simulator, direct vs through nginx (both over a kept-alive connection);
+    simulator, direct (kept-alive connection) vs through nginx (client keep-alive is off by
+    default, so this includes a new TCP connection per request);
 (b) scaling: simulators holding a fixed TTFT and --max-num-seqs, 1, 2 and 4 Llama members
-    behind the gateway at a fixed client concurrency, throughput as a share of linear scaling.
+    behind the gateway at a fixed client concurrency, throughput as a share of linear scaling;
+(c) reloads under traffic: clients without retries send one-token chats (streamed and not)
+    while the gateway reloads, with client keep-alive on and off; requests lost each way.
 
 Run: .venv/bin/python bench/gateway_bench.py [--requests 400] [--ttft-ms 100] ...
 """
@@ -21,9 +24,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "gateway"))
 
 import harness as h
+
+from tests.traffic import Traffic
 
 ROUTES = [{"path": "/v1/chat/completions", "pool": None, "route_by_model": True}]
 MODELS = {"llama3.1-8b": "llama"}
@@ -63,10 +69,24 @@ def throughput(port: int, concurrency: int, total: int) -> float:
     return per_client * concurrency / (time.perf_counter() - start)
 
 
-def variant(work: Path, name: str, members: list[h.Process]) -> h.Variant:
+def variant(work: Path, name: str, members: list[h.Process], keepalive: str = "0") -> h.Variant:
     pools = {"llama": h.pool("vllm", "llama3.1-8b", members)}
     return h.Variant(name, h.free_port(), work / name, work / name, pools, routes=ROUTES,
-                     models=dict(MODELS))
+                     models=dict(MODELS),
+                     extra={"nginx_unified_client_keepalive_timeout": keepalive})
+
+
+def lost_in_reloads(var: h.Variant, reloads: int, clients: int) -> tuple[int, int]:
+    """(sent, lost) for `clients` no-retry clients while the gateway reloads `reloads` times."""
+    gw = h.start_gateway(var.runtime, var.port)
+    try:
+        url = f"http://{h.LOOPBACK}:{var.port}/v1"
+        with Traffic(url, "unused", "llama3.1-8b", workers=clients, max_tokens=1) as traffic:
+            for _ in range(reloads):
+                gw.reload()
+    finally:
+        gw.stop()
+    return traffic.tally.sent, traffic.tally.failed
 
 
 def main() -> int:
@@ -76,6 +96,8 @@ def main() -> int:
     parser.add_argument("--max-num-seqs", type=int, default=4, help="scaling: sim concurrency cap")
     parser.add_argument("--concurrency", type=int, default=16, help="scaling: client threads")
     parser.add_argument("--scaling-requests", type=int, default=160, help="per configuration")
+    parser.add_argument("--reloads", type=int, default=40, help="reloads: how many")
+    parser.add_argument("--reload-clients", type=int, default=8, help="reloads: client threads")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="gwbench-") as tmp:
@@ -92,6 +114,9 @@ def main() -> int:
                 h.await_vllm(sim)
             variants = [variant(work, "latency", [zero])]
             variants += [variant(work, f"scale{n}", fixed[:n]) for n in (1, 2, 4)]
+            keepalives = {"75s": variant(work, "keepalive-on", [zero], "75s"),
+                          "0 (default)": variant(work, "keepalive-off", [zero])}
+            variants += keepalives.values()
             h.render(variants, work)
 
             gw = h.start_gateway(variants[0].runtime, variants[0].port)
@@ -115,7 +140,7 @@ def main() -> int:
                   f"{args.scaling_requests} requests")
             print(f"    {'backends':<10}{'req/s':>10}{'ideal':>10}{'ratio':>10}")
             base = 0.0
-            for n, var in zip((1, 2, 4), variants[1:], strict=True):
+            for n, var in zip((1, 2, 4), variants[1:4], strict=True):
                 gw = h.start_gateway(var.runtime, var.port)
                 gateways.append(gw)
                 throughput(gw.port, args.concurrency, args.concurrency * 2)  # warm up
@@ -123,6 +148,13 @@ def main() -> int:
                 gw.stop()
                 base = base or rate
                 print(f"    {n:<10}{rate:>10.1f}{n * base:>10.1f}{rate / (n * base):>10.2f}")
+
+            print(f"\n(c) reloads under traffic: {args.reloads} reloads, {args.reload_clients} "
+                  "clients without retries, one-token chats, streamed and not")
+            print(f"    {'client keep-alive':<20}{'sent':>8}{'lost':>8}")
+            for label, var in keepalives.items():
+                sent, lost = lost_in_reloads(var, args.reloads, args.reload_clients)
+                print(f"    {label:<20}{sent:>8}{lost:>8}")
         finally:
             for gateway in gateways:
                 gateway.stop()

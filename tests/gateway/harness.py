@@ -238,9 +238,10 @@ class Variant:
     drained: list[str] = field(default_factory=list)
     routes: list[dict[str, Any]] = field(default_factory=stack_routes)
     models: dict[str, str] = field(default_factory=lambda: dict(MODELS))
+    extra: dict[str, Any] = field(default_factory=dict)  # any other role variable
 
     def as_vars(self) -> dict[str, Any]:
-        return {
+        return self.extra | {
             "nginx_unified_staging_dir": str(self.staging),
             "nginx_unified_config_dir": str(self.staging),
             "nginx_unified_runtime_dir": str(self.runtime),
@@ -284,6 +285,18 @@ def promote(variant: Variant) -> None:
             (variant.runtime / path.name).write_bytes(path.read_bytes())
 
 
+RELOAD_SH = ROOT / "roles/nginx_unified/files/reload.sh"
+
+
+def reload_sh(pid_file: Path, timeout: int, *nginx_args: str) -> subprocess.CompletedProcess[str]:
+    """Run the role's reload handler script against an nginx on this machine; raises on failure."""
+    return subprocess.run(
+        ["sh", str(RELOAD_SH), str(pid_file), str(timeout), *nginx_args],
+        check=True, capture_output=True, text=True, timeout=timeout + 10,
+        env={**os.environ, "NGINX": NGINX},
+    )
+
+
 @dataclass
 class Gateway:
     """A real nginx (non-daemon, own prefix) running a rendered configuration."""
@@ -301,12 +314,9 @@ class Gateway:
         return {int(pid) for pid in children.split()}
 
     def reload(self) -> None:
-        """`nginx -s reload`, then wait until every old worker has exited."""
+        """The role's reload (files/reload.sh), then wait until every old worker has exited."""
         old = self.workers()
-        subprocess.run(
-            [NGINX, "-p", str(self.runtime), "-c", str(self.conf), "-s", "reload"],
-            check=True, capture_output=True, timeout=10,
-        )
+        reload_sh(self.runtime / "nginx.pid", 10, "-p", str(self.runtime), "-c", str(self.conf))
         wait_until(lambda: not (self.workers() & old) and bool(self.workers()), 10, "nginx reload")
 
     def access_log(self) -> list[dict[str, Any]]:

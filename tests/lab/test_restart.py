@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 from labkit import GATEWAY_URL, LLM_HOST, ROOT, on_host, run_playbook
-from traffic import Traffic
+
+from tests.traffic import Traffic
 
 REPORT = ROOT / "build/restart-report.txt"
 

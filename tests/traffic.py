@@ -1,7 +1,8 @@
 """A steady stream of chat requests through the gateway, counted.
 
-Used while a rolling restart runs: every request must succeed. Bounded: it
-stops when told to, or after `max_seconds`, whichever comes first.
+Used while a rolling restart (tests/lab) or a gateway reload (tests/gateway) runs: every
+request must succeed. The client never retries (max_retries=0), so a request the gateway
+drops counts as failed. Bounded: it stops when told to, or after `max_seconds`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 
 from openai import OpenAI
+from openai.types.chat import ChatCompletionMessageParam
 
 
 @dataclass
@@ -32,10 +34,17 @@ class Traffic:
     """`workers` threads, each alternating streamed and plain chat requests."""
 
     def __init__(
-        self, base_url: str, api_key: str, model: str, workers: int = 4, max_seconds: float = 600
+        self,
+        base_url: str,
+        api_key: str,
+        model: str,
+        workers: int = 4,
+        max_seconds: float = 600,
+        max_tokens: int = 12,
     ) -> None:
         self.client = OpenAI(base_url=base_url, api_key=api_key, max_retries=0, timeout=120)
         self.model = model
+        self.max_tokens = max_tokens
         self.tally = Tally()
         self._stop = threading.Event()
         self._deadline = time.monotonic() + max_seconds
@@ -60,20 +69,22 @@ class Traffic:
             n += 1
 
     def _one(self, stream: bool) -> str | None:
-        messages = [{"role": "user", "content": "extract the entities of: Alice met Bob in Paris"}]
+        text = "extract the entities of: Alice met Bob in Paris"
+        messages: list[ChatCompletionMessageParam] = [{"role": "user", "content": text}]
         try:
             if stream:
-                chunks = self.client.chat.completions.create(
+                with self.client.chat.completions.create(
                     model=self.model,
-                    max_tokens=12,
+                    max_tokens=self.max_tokens,
                     stream=True,
-                    messages=messages,  # type: ignore[arg-type]
-                )
-                done = any(c.choices and c.choices[0].finish_reason for c in chunks)
-                return None if done else "stream ended without a finish_reason"
+                    messages=messages,
+                ) as chunks:  # read to the end ([DONE]) and release the connection, as clients do
+                    reasons = [c.choices[0].finish_reason for c in chunks if c.choices]
+                return None if any(reasons) else "stream ended without a finish_reason"
             reply = self.client.chat.completions.create(
-                model=self.model, max_tokens=12, messages=messages
-            )  # type: ignore[arg-type]
+                model=self.model, max_tokens=self.max_tokens, messages=messages
+            )
             return None if reply.choices[0].message.content else "empty answer"
         except Exception as error:
-            return f"{type(error).__name__}: {error}"
+            cause = f" ({error.__cause__!r})" if error.__cause__ else ""
+            return f"{type(error).__name__}: {error}{cause}"

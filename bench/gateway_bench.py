@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "gateway"
 
 import harness as h
 
+from tests.portpick import free_port
 from tests.traffic import Traffic
 
 ROUTES = [{"path": "/v1/chat/completions", "pool": None, "route_by_model": True}]
@@ -71,7 +72,7 @@ def throughput(port: int, concurrency: int, total: int) -> float:
 
 def variant(work: Path, name: str, members: list[h.Process], keepalive: str = "0") -> h.Variant:
     pools = {"llama": h.pool("vllm", "llama3.1-8b", members)}
-    return h.Variant(name, h.free_port(), work / name, work / name, pools, routes=ROUTES,
+    return h.Variant(name, free_port(), work / name, work / name, pools, routes=ROUTES,
                      models=dict(MODELS),
                      extra={"nginx_unified_client_keepalive_timeout": keepalive})
 

@@ -20,6 +20,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 import harness as h
 from harness import API_KEYS, Stack
 
+from tests.portpick import free_port
+
 
 def _start_sims(work: Path) -> dict[str, h.Process]:
     models_dir = work / "ollama-models"
@@ -52,7 +54,7 @@ def _variants(work: Path, sims: dict[str, h.Process]) -> dict[str, h.Variant]:
 
     shared = pools(["llama-a", "llama-b"], ["qwen-a"])
     drain_dir = work / "gw-drain"
-    drain_port = h.free_port()
+    drain_port = free_port()
 
     def make(
         name: str, port: int, pools_: dict[str, object], runtime: Path | None = None,
@@ -63,9 +65,9 @@ def _variants(work: Path, sims: dict[str, h.Process]) -> dict[str, h.Variant]:
                          list(api_keys), list(drained))
 
     return {
-        "base": make("base", h.free_port(), shared),
-        "auth": make("auth", h.free_port(), shared, api_keys=tuple(API_KEYS)),
-        "kill": make("kill", h.free_port(), pools(["kill-a", "kill-b"], ["kill-q"])),
+        "base": make("base", free_port(), shared),
+        "auth": make("auth", free_port(), shared, api_keys=tuple(API_KEYS)),
+        "kill": make("kill", free_port(), pools(["kill-a", "kill-b"], ["kill-q"])),
         "drain": make("drain", drain_port, shared),
         "drain_one": make("drain_one", drain_port, shared, drain_dir, drained=("llama-b",)),
         "drain_all": make("drain_all", drain_port, shared, drain_dir, drained=("qwen-a",)),

@@ -10,7 +10,6 @@ import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,8 @@ from typing import Any
 
 import yaml
 
+from tests.portpick import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 SIMULATORS = ROOT / "lab" / "simulators"
 VENV_BIN = Path(sys.executable).parent  # the environment running the tests
@@ -28,13 +29,6 @@ NGINX = "/usr/sbin/nginx"
 LOOPBACK = "127.0.0.1"
 MODELS = {"llama3.1-8b": "llama", "qwen2.5-14b": "qwen", "bge-m3": "bge"}
 GPUS = [{"index": 0, "name": "Tesla V100-SXM2-32GB", "memory_mib": 32768}]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((LOOPBACK, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:

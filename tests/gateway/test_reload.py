@@ -11,6 +11,7 @@ import harness as h
 import pytest
 from harness import Stack
 
+from tests.portpick import free_port
 from tests.traffic import Traffic
 
 MINIMAL = """
@@ -53,7 +54,7 @@ def test_reloads_under_traffic_lose_no_request(stack: Stack) -> None:
 
 
 def test_reload_script_returns_with_old_workers_retired(tmp_path: Path) -> None:
-    port = h.free_port()
+    port = free_port()
     (tmp_path / "nginx.conf").write_text(MINIMAL.format(runtime=tmp_path, port=port, extra=""))
     gateway = h.start_gateway(tmp_path, port)
     try:
@@ -72,7 +73,7 @@ def test_reload_script_returns_with_old_workers_retired(tmp_path: Path) -> None:
 def test_reload_script_fails_when_nginx_refuses_the_configuration(tmp_path: Path) -> None:
     """A configuration that passes `nginx -t` can still be refused by the master (here: a port
     already taken); `nginx -s reload` exits 0 regardless, the script must not."""
-    port = h.free_port()
+    port = free_port()
     (tmp_path / "nginx.conf").write_text(MINIMAL.format(runtime=tmp_path, port=port, extra=""))
     gateway = h.start_gateway(tmp_path, port)
     with socket.socket() as busy:

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from portpick import free_port
+
+from tests.portpick import free_port
 
 SIM = Path(__file__).resolve().parents[2] / "lab" / "simulators" / "ollama_sim.py"
 NOT_FOUND = {"error": 'model "bge-m3" not found, try pulling it first'}

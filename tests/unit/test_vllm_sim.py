@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from portpick import free_port
+
+from tests.portpick import free_port
 
 SIM = Path(__file__).resolve().parents[2] / "lab" / "simulators" / "vllm_sim.py"
 SERVED = "llama3.1-8b"

@@ -1,4 +1,4 @@
-"""A free TCP port on loopback, for simulators the unit tests start."""
+"""A free TCP port on loopback, for the simulators and gateways the tests start."""
 
 from __future__ import annotations
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
+from conftest import ScenarioPlaybook
 
 SCENARIO = Path(__file__).resolve().parent.parent
 PROJECT = SCENARIO.parent.parent
@@ -45,21 +43,8 @@ def test_archive_copied_root_only(host: Any) -> None:
     assert host.file(HOST_DIR).mode == 0o700
 
 
-def test_missing_archive_stops_the_run_naming_it(host: Any) -> None:
-    inventory = os.environ.get("MOLECULE_INVENTORY_FILE")
-    assert inventory, "MOLECULE_INVENTORY_FILE is not set: run through molecule verify"
-    result = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "ansible-playbook"),
-            "-i",
-            inventory,
-            str(SCENARIO / "missing_archive.yml"),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
+def test_missing_archive_stops_the_run_naming_it(scenario_playbook: ScenarioPlaybook) -> None:
+    result = scenario_playbook("missing_archive.yml")
     output = result.stdout + result.stderr
     assert result.returncode != 0, output
     assert "image memoryx-lab/no-such-image:lab is not on" in output

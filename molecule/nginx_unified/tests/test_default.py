@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
+from conftest import ScenarioPlaybook
 
 SCENARIO = Path(__file__).resolve().parent.parent
 ROLE_VARS = yaml.safe_load((SCENARIO / "converge.yml").read_text())[0]["tasks"][0]["vars"]
@@ -41,23 +39,6 @@ def llama_successes(host: Any) -> float:
 
 def chat(model: str) -> dict[str, Any]:
     return {"model": model, "messages": [{"role": "user", "content": "hello"}], "max_tokens": 4}
-
-
-def run_playbook(name: str) -> subprocess.CompletedProcess[str]:
-    inventory = os.environ.get("MOLECULE_INVENTORY_FILE")
-    assert inventory, "MOLECULE_INVENTORY_FILE is not set: run through molecule verify"
-    return subprocess.run(
-        [
-            str(Path(sys.executable).parent / "ansible-playbook"),
-            "-i",
-            inventory,
-            str(SCENARIO / name),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
 
 
 def test_gateway_container_runs_on_the_host_network(host: Any) -> None:
@@ -120,11 +101,11 @@ def test_models_lists_the_served_models(host: Any) -> None:
     assert sorted(m["id"] for m in json.loads(text)["data"]) == sorted(ROLE_VARS["nginx_unified_models"])
 
 
-def test_config_change_reloads_the_running_gateway(host: Any) -> None:
+def test_config_change_reloads_the_running_gateway(host: Any, scenario_playbook: ScenarioPlaybook) -> None:
     """Last: drains llama (drain.yml), checks the reload, then restores (converge.yml)."""
     started = inspect(host)["State"]["StartedAt"]
     master = host.check_output(f"docker exec {CONTAINER} cat /var/run/nginx.pid")
-    result = run_playbook("drain.yml")
+    result = scenario_playbook("drain.yml")
     assert result.returncode == 0, result.stdout + result.stderr
     assert re.search(
         r"RUNNING HANDLER \[nginx_unified : Reload gateway\][^\n]*\n[^\n]*\n?\s*changed",
@@ -137,6 +118,6 @@ def test_config_change_reloads_the_running_gateway(host: Any) -> None:
         assert inspect(host)["State"]["StartedAt"] == started  # not restarted
         assert host.check_output(f"docker exec {CONTAINER} cat /var/run/nginx.pid") == master
     finally:
-        restore = run_playbook("converge.yml")
+        restore = scenario_playbook("converge.yml")
     assert restore.returncode == 0, restore.stdout + restore.stderr
     assert gateway(host, "/v1/chat/completions", chat("llama3.1-8b"))[0] == 200

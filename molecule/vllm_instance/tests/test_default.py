@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from conftest import ScenarioPlaybook
 
 SCENARIO = Path(__file__).resolve().parent.parent
 GPU_MIB = 32768
@@ -134,17 +132,8 @@ def test_driver_reports_the_memory_of_both_instances_on_gpu0(host: Any) -> None:
         assert abs(used[gpu] - mib) <= 1
 
 
-def test_missing_model_directory_stops_the_run_naming_it(host: Any) -> None:
-    inventory = os.environ.get("MOLECULE_INVENTORY_FILE")
-    assert inventory, "MOLECULE_INVENTORY_FILE is not set: run through molecule verify"
-    playbook = Path(sys.executable).parent / "ansible-playbook"
-    result = subprocess.run(
-        [str(playbook), "-i", inventory, str(SCENARIO / "missing_model.yml")],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
+def test_missing_model_directory_stops_the_run_naming_it(host: Any, scenario_playbook: ScenarioPlaybook) -> None:
+    result = scenario_playbook("missing_model.yml")
     output = result.stdout + result.stderr
     assert result.returncode != 0, output
     assert f"model directory {MODELS_DIR}/No-Such-Model has no config.json" in output

@@ -7,7 +7,12 @@
 (b) scaling: simulators holding a fixed TTFT and --max-num-seqs, 1, 2 and 4 Llama members
     behind the gateway at a fixed client concurrency, throughput as a share of linear scaling;
 (c) reloads under traffic: clients without retries send one-token chats (streamed and not)
-    while the gateway reloads, with client keep-alive on and off; requests lost each way.
+    while the gateway reloads, with client keep-alive on and off; requests lost each way;
+(d) worst-case memory: N clients (16) send the largest body a chat accepts at once, to a
+    simulator that holds each request for --hold-ms; peak resident memory of nginx (master +
+    workers) over its idle figure, for a body of one long string and one of many small JSON
+    objects (the shape that cost ~14x its size when njs parsed it whole). Bodies beyond the
+    large-body slots get 429 at once; the figure is what the gateway holds for the rest.
 
 Run: .venv/bin/python bench/gateway_bench.py [--requests 400] [--ttft-ms 100] ...
 """
@@ -20,6 +25,7 @@ import json
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -28,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "gateway"))
 
 import harness as h
+import yaml
 
 from tests.portpick import free_port
 from tests.traffic import Traffic
@@ -35,6 +42,13 @@ from tests.traffic import Traffic
 ROUTES = [{"path": "/v1/chat/completions", "pool": None, "route_by_model": True}]
 MODELS = {"llama3.1-8b": "llama"}
 BODY = json.dumps(h.chat("llama3.1-8b", "bench", max_tokens=1)).encode()
+DEFAULTS = yaml.safe_load((h.ROOT / "roles/nginx_unified/defaults/main.yml").read_text())
+
+
+def parse_size(size: str) -> int:
+    """An nginx size (16m, 512k, 1024) in bytes."""
+    units = {"k": 2**10, "m": 2**20, "g": 2**30}
+    return int(size[:-1]) * units[size[-1].lower()] if size[-1].isalpha() else int(size)
 
 
 def timed_requests(port: int, count: int) -> list[float]:
@@ -90,6 +104,65 @@ def lost_in_reloads(var: h.Variant, reloads: int, clients: int) -> tuple[int, in
     return traffic.tally.sent, traffic.tally.failed
 
 
+def rss_kib(gw: h.Gateway) -> int:
+    """Resident memory of the nginx master and its workers, KiB."""
+    total = 0
+    for pid in (gw.proc.pid, *gw.workers()):
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except FileNotFoundError:
+            continue
+        total += next(int(line.split()[1]) for line in status.splitlines()
+                      if line.startswith("VmRSS:"))
+    return total
+
+
+def largest_body(size: int, small_objects: bool) -> bytes:
+    """A chat body of exactly `size` bytes: one long message, or many tiny ones."""
+    head = b'{"model": "llama3.1-8b", "max_tokens": 1, "messages": ['
+    tail = b"]}"
+    if small_objects:
+        item = b'{"role":"user","content":"x"},'
+        count = (size - len(head) - len(tail)) // len(item)
+        body = head + item * count
+        body = body[:-1] + b" " * (size - len(body) - len(tail) + 1) + tail
+    else:
+        shell = head + b'{"role": "user", "content": ""}' + tail
+        body = shell[:-4] + b"x" * (size - len(shell)) + shell[-4:]
+    assert len(body) == size
+    return body
+
+
+def memory_under_large_bodies(var: h.Variant, clients: int, size: int,
+                              small_objects: bool) -> tuple[int, int, int, int]:
+    """(idle KiB, peak KiB, accepted, refused) while `clients` send `size`-byte chats at once."""
+    gw = h.start_gateway(var.runtime, var.port)
+    body = largest_body(size, small_objects)
+    try:
+        h.request(gw.port, "POST", "/v1/chat/completions", h.chat("llama3.1-8b"))  # warm
+        idle = rss_kib(gw)
+        peak = idle
+        done = threading.Event()
+
+        def sample() -> None:
+            nonlocal peak
+            while not done.is_set():
+                peak = max(peak, rss_kib(gw))
+                time.sleep(0.005)
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        with ThreadPoolExecutor(max_workers=clients) as pool:
+            statuses = list(pool.map(
+                lambda _: h.request(gw.port, "POST", "/v1/chat/completions", body,
+                                    timeout=120).status, range(clients)))
+        done.set()
+        sampler.join()
+    finally:
+        gw.stop()
+    return idle, peak, statuses.count(200), statuses.count(429)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=400, help="latency samples per path")
@@ -99,6 +172,8 @@ def main() -> int:
     parser.add_argument("--scaling-requests", type=int, default=160, help="per configuration")
     parser.add_argument("--reloads", type=int, default=40, help="reloads: how many")
     parser.add_argument("--reload-clients", type=int, default=8, help="reloads: client threads")
+    parser.add_argument("--memory-clients", type=int, default=16, help="memory: clients")
+    parser.add_argument("--hold-ms", type=float, default=3000.0, help="memory: sim TTFT")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="gwbench-") as tmp:
@@ -110,7 +185,9 @@ def main() -> int:
             fixed_opts = h.VllmOptions("llama3.1-8b", ttft_ms=args.ttft_ms,
                                        max_num_seqs=args.max_num_seqs)
             fixed = [h.start_vllm(f"fixed-{i}", fixed_opts, work) for i in range(4)]
-            sims = [zero, *fixed]
+            hold = h.start_vllm("hold", h.VllmOptions("llama3.1-8b", ttft_ms=args.hold_ms,
+                                                      max_num_seqs=64), work)
+            sims = [zero, *fixed, hold]
             for sim in sims:
                 h.await_vllm(sim)
             variants = [variant(work, "latency", [zero])]
@@ -118,6 +195,8 @@ def main() -> int:
             keepalives = {"75s": variant(work, "keepalive-on", [zero], "75s"),
                           "0 (default)": variant(work, "keepalive-off", [zero])}
             variants += keepalives.values()
+            memory = variant(work, "memory", [hold])
+            variants.append(memory)
             h.render(variants, work)
 
             gw = h.start_gateway(variants[0].runtime, variants[0].port)
@@ -156,6 +235,21 @@ def main() -> int:
             for label, var in keepalives.items():
                 sent, lost = lost_in_reloads(var, args.reloads, args.reload_clients)
                 print(f"    {label:<20}{sent:>8}{lost:>8}")
+
+            size = parse_size(DEFAULTS["nginx_unified_client_max_body_size"])
+            slots = DEFAULTS["nginx_unified_large_body_slots"]
+            print(f"\n(d) worst-case memory: {args.memory_clients} clients at once, each a "
+                  f"{size / 2**20:.0f} MiB chat body (the default limit), {slots} large-body "
+                  f"slots, simulator holds {args.hold_ms:.0f} ms")
+            print(f"    {'body':<16}{'accepted':>9}{'429':>6}{'idle MiB':>10}{'peak MiB':>10}"
+                  f"{'added MiB':>10}{'per body':>10}")
+            for label, small in (("one string", False), ("small objects", True)):
+                idle, peak, accepted, refused = memory_under_large_bodies(
+                    memory, args.memory_clients, size, small)
+                added = (peak - idle) / 1024
+                print(f"    {label:<16}{accepted:>9}{refused:>6}{idle / 1024:>10.1f}"
+                      f"{peak / 1024:>10.1f}{added:>10.1f}"
+                      f"{added / max(accepted, 1) / (size / 2**20):>9.2f}x")
         finally:
             for gateway in gateways:
                 gateway.stop()

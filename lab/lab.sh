@@ -38,7 +38,8 @@ NGINX_IMAGE=memoryx-lab/nginx:bookworm
 REPO_IMAGE=memoryx-lab/nvidia-repo:lab
 VLLM_IMAGE=memoryx-lab/vllm-sim:lab
 OLLAMA_IMAGE=memoryx-lab/ollama-sim:lab
-SAVED_IMAGES=("$VLLM_IMAGE" "$OLLAMA_IMAGE" "$NGINX_IMAGE")
+VLLM_NO_SM70_IMAGE=memoryx-lab/vllm-sim:no-sm70
+SAVED_IMAGES=("$VLLM_IMAGE" "$OLLAMA_IMAGE" "$NGINX_IMAGE" "$VLLM_NO_SM70_IMAGE")
 
 # What a container needs to run systemd and its own dockerd here:
 # --privileged fails (the kernel withholds CAP_SYS_RESOURCE).
@@ -107,17 +108,18 @@ build_base() {
   rm -rf "$dir" "$dir.log"
 }
 
-# build_image NAME DOCKERFILE CONTEXT
+# build_image NAME DOCKERFILE CONTEXT [--build-arg K=V ...]
 build_image() {
   local name=$1 dockerfile=$2 context=$3 hash
-  hash=$(context_hash "$context" "$dockerfile" "$(image_id "$BASE_IMAGE")")
+  shift 3
+  hash=$(context_hash "$context" "$dockerfile" "$(image_id "$BASE_IMAGE")" "$@")
   if [[ $(image_label "$name") == "$hash" ]]; then
     log "$name up to date"; return 0
   fi
   log "building $name"
   local out
   if ! out=$(DOCKER_BUILDKIT=0 docker build --label "$HASH_LABEL=$hash" -f "$dockerfile" -t "$name" \
-      "$context" 2>&1); then
+      "$@" "$context" 2>&1); then
     printf '%s\n' "$out" | tail -30 >&2
     die "building $name failed"
   fi
@@ -125,7 +127,10 @@ build_image() {
 
 save_image() {  # docker save IMAGE when its id changed since the last save
   local name=$1 file id
-  file=$IMAGES_OUT/$(printf '%s' "$name" | tr '/:' '__').tar
+  # The archive's name is the stack model's (python -m memoryx_deploy archive-name), as the
+  # preflight and role container_image expect it.
+  [[ -x $ROOT_DIR/.venv/bin/python ]] || die "no .venv: run scripts/bootstrap first"
+  file=$IMAGES_OUT/$(cd "$ROOT_DIR" && .venv/bin/python -m memoryx_deploy archive-name "$name")
   id=$(image_id "$name")
   [[ -n $id ]] || { log "not saving $name: no such image"; return 0; }
   if [[ -f $file && -f $file.id && $(cat "$file.id") == "$id" ]]; then
@@ -153,6 +158,10 @@ cmd_images() {
       log "SKIPPED memoryx-lab/$kind-sim:lab: $sim/Dockerfile.$kind does not exist yet"
     fi
   done
+  # A vLLM build without compute 7.0 kernels, like vLLM 0.20.0's image (CUDA 13): the lab's
+  # V100s cannot run it (the compatibility gate and the smoke run refuse it).
+  build_image "$VLLM_NO_SM70_IMAGE" "$sim/Dockerfile.vllm" "$sim" --build-arg VLLM_VERSION=0.20.0 \
+    --build-arg CUDA_ARCHS="7.5 8.0 8.6 8.9 9.0 10.0 11.0 12.0+PTX"
   local image
   for image in "${SAVED_IMAGES[@]}"; do save_image "$image"; done
 }
@@ -214,6 +223,7 @@ import json, sys, uuid
 import yaml
 data = yaml.safe_load(open(sys.argv[1]))["hosts"][sys.argv[2]]
 gpus = [{"index": g["index"], "name": g["name"], "memory_total_mib": g["memory_mib"],
+         "compute_cap": g["compute_cap"],
          "uuid": "GPU-%s" % uuid.uuid5(uuid.NAMESPACE_DNS, "%s.gpu%d.memoryx-lab" % (sys.argv[2], g["index"]))}
         for g in data["gpus"]]
 print(json.dumps({"driver_version": data["driver_version"], "cuda_version": data["cuda_version"],

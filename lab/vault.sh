@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The lab's gateway API key, kept the way production keeps it: in an Ansible
-# Vault file (inventory/lab/group_vars/lab/vault.yml) encrypted with a
-# password file. Both are generated once on this machine and never committed.
+# Vault file (inventory/lab/group_vars/lab/vault.yml) encrypted under the
+# vault id `lab`, whose password lab/vault-password prints. Both are generated
+# once on this machine and never committed. Ansible gets the password the
+# Ansible way: ANSIBLE_VAULT_IDENTITY_LIST=lab@lab/vault-password (lab/up and
+# scripts/test export it; so does lab/env for a shell of your own).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -11,9 +14,11 @@ umask 077
 [[ -s lab/build/api-key ]] || echo "mx-lab-$(head -c 24 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')" > lab/build/api-key
 vault=inventory/lab/group_vars/lab/vault.yml
 export ANSIBLE_CONFIG="$root/ansible.cfg"
-# (Re)write the vault when it is missing or was made with another password.
-if [[ ! -s $vault ]] || ! .venv/bin/ansible-vault view "$vault" >/dev/null 2>&1; then
-  printf -- '---\nvault_memoryx_gateway_api_keys:\n  - "%s"\n' "$(cat lab/build/api-key)" > "$vault"
-  .venv/bin/ansible-vault encrypt "$vault" >/dev/null
+export ANSIBLE_VAULT_IDENTITY_LIST="lab@$root/lab/vault-password"
+# (Re)write the vault when it is missing, was made with another password, or
+# holds the key without its name (the format before keys were named).
+if [[ ! -s $vault ]] || ! .venv/bin/ansible-vault view "$vault" 2>/dev/null | grep -q 'name: memoryx-lab'; then
+  printf -- '---\nvault_memoryx_gateway_api_keys:\n  - name: memoryx-lab\n    key: "%s"\n' "$(cat lab/build/api-key)" > "$vault"
+  .venv/bin/ansible-vault encrypt --encrypt-vault-id lab "$vault" >/dev/null
   echo "vault.sh: wrote the encrypted lab API key to $vault"
 fi

@@ -1,5 +1,6 @@
-"""`python -m memoryx_deploy plan|gateway-url`: the per-GPU plan, or the gateway's URL, from
-the stack data and an inventory, on the controller alone (nothing is contacted)."""
+"""`python -m memoryx_deploy plan|gateway-url|archive-name`: the per-GPU plan, the gateway's URL,
+or an image's archive name, from the stack data and an inventory, on the controller alone
+(nothing is contacted)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,12 @@ from typing import Any
 
 import yaml
 
+from memoryx_deploy.containers import archive_name
 from memoryx_deploy.filters import message
-from memoryx_deploy.inventory import inventory_addresses
+from memoryx_deploy.inventory import read_inventory
 from memoryx_deploy.model import CONFIG_KEYS, StackError
 from memoryx_deploy.plan import format_plan
-from memoryx_deploy.stack import build_stack
+from memoryx_deploy.stack import stack_from_variables
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,6 +28,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     url = commands.add_parser("gateway-url", help="print the URL MemoryX calls (the gateway)")
     for sub in (plan, url):
         _common(sub)
+    archive = commands.add_parser("archive-name",
+                                  help="print the file name of an image's docker-save archive")
+    archive.add_argument("image", nargs="+")
     return parser.parse_args(argv)
 
 
@@ -38,20 +43,41 @@ def _common(sub: argparse.ArgumentParser) -> None:
                      help="YAML inventory file or folder (default: inventory/lab/hosts.yml)")
 
 
-def load_config(paths: list[Path]) -> dict[str, Any]:
-    """memoryx_config as group_vars/all/derived.yml builds it."""
+def load_variables(paths: list[Path]) -> dict[str, Any]:
+    """The variables of YAML files, later files winning; a syntax error names its file."""
     variables: dict[str, Any] = {}
     for path in paths:
-        variables.update(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None)
+            where = f" line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
+            raise StackError([f"{path}:{where}: not valid YAML "
+                              f"({getattr(error, 'problem', None) or error}); fix the file"]) from None
+        if not isinstance(data, dict):
+            raise StackError([f"{path}: must be a mapping of variables, got {type(data).__name__}"])
+        variables.update(data)
+    return variables
+
+
+def load_config(paths: list[Path]) -> dict[str, Any]:
+    """memoryx_config (CONFIG_KEYS) from the memoryx_* variables of YAML files."""
+    variables = load_variables(paths)
     return {key: variables[f"memoryx_{key}"] for key in CONFIG_KEYS
             if f"memoryx_{key}" in variables}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
-    config = load_config(args.group_vars or [ROOT / "group_vars" / "all" / "memoryx.yml"])
+    if args.command == "archive-name":
+        print("\n".join(archive_name(image) for image in args.image))
+        return 0
     try:
-        stack = build_stack(config, inventory_addresses(args.inventory))
+        variables = load_variables(args.group_vars or [ROOT / "group_vars" / "all" / "memoryx.yml"])
+        names = [name for name in variables if isinstance(name, str)]
+        inventory = read_inventory(args.inventory)
+        stack = stack_from_variables(variables, names, inventory.addresses, inventory.groups,
+                                     [str(args.inventory)], str(ROOT / "playbooks"))
     except StackError as problem:
         print(message(args.command, problem), file=sys.stderr)
         return 1

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from memoryx_deploy.memory import GpuLoad, gpu_loads, kv_gib, needed_gib
-from memoryx_deploy.model import Stack
+from memoryx_deploy.model import Placement, Stack
 
 EPSILON = 1e-9
 
@@ -83,3 +85,43 @@ def _fit_problems(load: GpuLoad) -> list[str]:
                 f"{i['max_model_len']}-token sequence {kv_gib(i, i['max_model_len']):.1f}); "
                 "vLLM would refuse to start")
     return problems
+
+
+# The inventory group each kind of work runs in (the plays of site.yml target these groups).
+GROUPS = {"vllm": "llm_hosts", "ollama": "embedding_hosts", "gateway": "gateway_hosts"}
+
+
+def group_problems(stack: Stack, groups: Mapping[str, list[str]]) -> list[str]:
+    """Every host the data uses is in the inventory group whose plays run its work."""
+    problems = []
+    kinds: list[tuple[str, list[Placement]]] = [
+        ("vllm", [*stack["vllm_instances"]]), ("ollama", [*stack["ollama_instances"]])]
+    for kind, instances in kinds:
+        group = GROUPS[kind]
+        members = groups.get(group, [])
+        placed: dict[str, list[str]] = {}
+        for instance in instances:
+            if instance["host"] not in members:
+                placed.setdefault(instance["host"], []).append(instance["name"])
+        for host, names in placed.items():
+            problems.append(
+                f"{host} runs {kind} instance{'s' if len(names) > 1 else ''} {', '.join(names)} "
+                f"but is not in inventory group {group} ({_hosts(members)}): "
+                f"{'they' if len(names) > 1 else 'it'} would never start while the gateway "
+                f"routes to {'them' if len(names) > 1 else 'it'}; add {host} to {group}")
+    gateway = stack["gateway"]["host"]
+    members = groups.get(GROUPS["gateway"], [])
+    if gateway not in members:
+        problems.append(
+            f"gateway host {gateway} (memoryx_gateway.host) is not in inventory group "
+            f"gateway_hosts ({_hosts(members)}): nginx would deploy elsewhere while every "
+            f"binding and the client config point at {gateway}; make gateway_hosts hold "
+            f"{gateway} alone")
+    problems += [f"inventory group gateway_hosts holds {host}, but the gateway runs on "
+                 f"{gateway} (memoryx_gateway.host) alone; remove {host} from gateway_hosts"
+                 for host in members if host != gateway]
+    return problems
+
+
+def _hosts(members: list[str]) -> str:
+    return f"its hosts: {', '.join(members)}" if members else "it has no hosts"

@@ -7,7 +7,7 @@ import re
 from collections.abc import Mapping
 
 from memoryx_deploy.fields import show
-from memoryx_deploy.model import Stack, StackError
+from memoryx_deploy.model import Pool, Stack, StackError
 
 ClientConfig = dict[str, dict[str, str | int]]
 
@@ -29,11 +29,22 @@ def client_config(stack: Stack, gateway_url: str) -> ClientConfig:
         if pool["kind"] == "ollama":
             entry["dimensions"] = next(i["embedding_dim"] for i in stack["ollama_instances"]
                                        if i["pool"] == name)
-        if prefix(key) in map(prefix, config):
-            raise StackError([f"pool {name!r}: its client constants ({prefix(key)}_*) clash "
-                              "with another pool's; rename the pool"])
         config[key] = entry
     return config
+
+
+def constant_problems(pools: Mapping[str, Pool]) -> list[str]:
+    """Two pools whose client constants (EMBED_*, <POOL>_*) would be the same names."""
+    problems = []
+    owners: dict[str, str] = {}
+    for name, pool in sorted(pools.items(), key=lambda item: item[1]["kind"] != "ollama"):
+        key = prefix(EMBEDDINGS if pool["kind"] == "ollama" else name)
+        if key in owners:
+            problems.append(f"pool {name!r}: its client constants ({key}_*) clash with those "
+                            f"of pool {owners[key]!r}; rename the pool")
+        else:
+            owners[key] = name
+    return problems
 
 
 def prefix(key: str) -> str:

@@ -6,9 +6,13 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from memoryx_deploy.client_config import client_config, render_env, render_python
+from memoryx_deploy.engines import host_gpu_problems
+from memoryx_deploy.hostview import image_records
 from memoryx_deploy.model import StackError
 from memoryx_deploy.plan import format_plan
-from memoryx_deploy.stack import build_stack
+from memoryx_deploy.smoke import smoke_failures, smoke_runs, smoke_todo
+from memoryx_deploy.stack import build_stack, stack_from_variables
+from memoryx_deploy.variables import readable_names
 
 Filter = Callable[..., Any]
 
@@ -28,10 +32,18 @@ def plain(value: Any) -> Any:
 
 FUNCTIONS: dict[str, Filter] = {
     "memoryx_stack": build_stack,
-    "memoryx_plan": lambda config, addresses: format_plan(build_stack(config, addresses)),
+    "memoryx_stack_from_variables": stack_from_variables,
+    "memoryx_data_variables": readable_names,
+    "memoryx_plan": format_plan,
     "memoryx_client_config": client_config,
     "memoryx_client_env": render_env,
     "memoryx_client_python": render_python,
+    "memoryx_image_records": image_records,
+    # issue 8: the GPUs a host really has, and the smoke runs before an image replaces anything
+    "memoryx_gpu_check": host_gpu_problems,
+    "memoryx_smoke_runs": smoke_runs,
+    "memoryx_smoke_todo": smoke_todo,
+    "memoryx_smoke_failures": smoke_failures,
 }
 
 

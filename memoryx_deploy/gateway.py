@@ -7,13 +7,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from memoryx_deploy.fields import POOL, Reader
+from memoryx_deploy.fields import POOL, Reader, show
 from memoryx_deploy.model import Route
 
-GATEWAY_KEYS = ("host", "port", "routes")
+GATEWAY_KEYS = ("host", "port", "auth", "api_keys", "routes")
 ROUTE_KEYS = ("path", "pool", "strip_prefix", "route_by_model", "exact")
 # A location path nginx takes literally.
 PATH = re.compile(r"^/[A-Za-z0-9._~/-]*$")
+# --- security (issue 9): authentication is on unless the data says "off" in so many words
+AUTH_CHOICES = ("required", "off")
+KEY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+# Any printable ASCII but space, as the gateway compares it (SHA-256, exact).
+KEY = re.compile(r"^[!-~]{16,1024}$")
 
 
 @dataclass
@@ -32,6 +37,10 @@ def read_gateway(problems: list[str], data: object, addresses: Mapping[str, str]
                     f"(hosts: {', '.join(sorted(addresses))})")
     elif gateway.host and not addresses[gateway.host] and gateway.host not in gpu_hosts:
         reader.fail(f"host {gateway.host!r} has no address (ansible_host) in the inventory")
+    if "api_keys" in reader.data:
+        check_auth(problems, reader.raw("auth", "required"), reader.raw("api_keys"))
+    elif reader.raw("auth", "required") not in AUTH_CHOICES:
+        check_auth(problems, reader.raw("auth"), [])
     for position, item in enumerate(reader.sequence("routes")):
         route = _route(problems, position, item)
         if route is not None and route["path"] in [seen["path"] for seen in gateway.routes]:
@@ -62,3 +71,42 @@ def _route(problems: list[str], position: int, data: object) -> Route | None:
         reader.fail("strip_prefix needs a path ending with '/'")
     return None if reader.failed else route
 
+
+def check_auth(problems: list[str], auth: object, keys: object) -> None:
+    """`auth` is "required" (the default) or "off"; "required" needs at least one key. The
+    keys are `{name, key}` mappings; a message names a key by its name, never shows a key.
+    A key list still written as a Jinja expression (the CLI reads the YAML raw; Ansible
+    renders it from Vault first) cannot be judged here and is left alone."""
+    if auth not in AUTH_CHOICES:
+        problems.append(f"gateway: auth must be 'required' or 'off' (quoted: YAML reads a bare "
+                        f"off as false), got {show(auth)}")
+        return
+    if isinstance(keys, str) and "{{" in keys:
+        return
+    if not isinstance(keys, list):
+        problems.append(f"gateway: api_keys must be a list of {{name, key}}, got {show(keys)}")
+        return
+    if auth == "required" and not keys:
+        problems.append("gateway: auth is 'required' but api_keys is empty: put the keys in Vault "
+                        "(vault_memoryx_gateway_api_keys: [{name: ..., key: ...}]) or set "
+                        "memoryx_gateway.auth: \"off\" to run the gateway without authentication")
+    names: list[str] = []
+    for position, item in enumerate(keys):
+        name = item.get("name") if isinstance(item, Mapping) else None
+        label = (f"gateway api_keys {name!r}" if isinstance(name, str) and KEY_NAME.match(name)
+                 else f"gateway api_keys[{position}]")
+        if not isinstance(item, Mapping) or set(item) != {"name", "key"}:
+            problems.append(f"{label}: must be a mapping with exactly name and key")
+            continue
+        if not isinstance(name, str) or not KEY_NAME.match(name):
+            problems.append(f"{label}: name must match {KEY_NAME.pattern}")
+        elif name in names:
+            problems.append(f"{label}: the name is listed twice")
+        else:
+            names.append(name)
+        if not isinstance(item["key"], str) or not KEY.match(item["key"]):
+            problems.append(f"{label}: key must be 16 to 1024 printable ASCII characters "
+                            "without spaces (the key is not shown)")
+    key_values = [item["key"] for item in keys if isinstance(item, Mapping) and "key" in item]
+    if len({str(k) for k in key_values}) != len(key_values):
+        problems.append("gateway api_keys: two entries hold the same key")

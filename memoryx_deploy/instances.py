@@ -6,16 +6,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from memoryx_deploy.containers import LOOPBACK, container_name, ollama_container, vllm_container
+from memoryx_deploy.engines import engine_problems, flag_problems
 from memoryx_deploy.fields import NAME, Reader, is_int, show
 from memoryx_deploy.model import Gpu, Host, OllamaInstance, VllmInstance
 from memoryx_deploy.settings import Settings
 from memoryx_deploy.vllm_args import read_args, render_args
 
 HOST_KEYS = ("gpus", "vllm_instances", "ollama_instances")
-GPU_KEYS = ("index", "name", "memory_gib")
+GPU_KEYS = ("index", "name", "memory_gib", "compute_capability")
 VLLM_KEYS = ("name", "profile", "port", "args", "env", "image")
 OLLAMA_KEYS = ("name", "port", "env", "image")
-LOOPBACK = "127.0.0.1"
 T = TypeVar("T")
 
 
@@ -58,6 +59,7 @@ def read_hosts(
         for index, items in _per_gpu(reader, "ollama_instances", gpus):
             site = Site(host, address, bind, index)
             result.ollama += _placed(problems, site, items, settings, _ollama)
+    problems += engine_problems(data, result.vllm, result.ollama, settings.engines)
     return result
 
 
@@ -135,22 +137,28 @@ def _vllm(problems: list[str], site: Site, position: int, data: object,
     if reader.failed or profile is None:
         return None
     merged = {**profile.args, **args}
+    flag_problems(problems, name, image, profile.name, profile.args, args, settings.engines)
     util, length = (merged.get(key) for key in ("gpu_memory_utilization", "max_model_len"))
     for key, value in (("gpu_memory_utilization", util), ("max_model_len", length)):
         if value is None:
             reader.fail(f"args.{key} is set neither by profile {profile.name!r} nor here")
     if reader.failed or not isinstance(util, int | float) or not isinstance(length, int):
         return None
+    command = render_args(profile.model_path, profile.served_model_name, merged)
+    environment = {**settings.vllm_env, **env, "HF_HUB_OFFLINE": "1"}
     return VllmInstance(
         name=name, host=site.host, address=site.address, bind_address=site.bind_address,
         gpu=site.gpu, position=position, port=port,
-        container_name="vllm_" + name.replace("-", "_"), image=image, pool=profile.pool,
+        container_name=container_name("vllm", name), image=image, pool=profile.pool,
         served_model_name=profile.served_model_name, model_path=profile.model_path,
-        gpu_memory_utilization=util,
-        args=render_args(profile.model_path, profile.served_model_name, merged),
-        env={**settings.vllm_env, **env, "HF_HUB_OFFLINE": "1"},
+        model_dir=f"{settings.vllm_models_dir}/{profile.model_path}",
+        gpu_memory_utilization=util, args=command, env=environment,
         weights_gib=profile.weights_gib, overhead_gib=settings.vllm_overhead_gib,
         kv_cache_kib_per_token=profile.kv_cache_kib_per_token, max_model_len=length,
+        container=vllm_container(
+            name=name, image=image, command=command, env=environment,
+            bind_address=site.bind_address, port=port, gpu=site.gpu, pool=profile.pool,
+            models_dir=settings.vllm_models_dir, settings=settings.containers),
     )
 
 
@@ -164,10 +172,15 @@ def _ollama(problems: list[str], site: Site, position: int, data: object,
     service = settings.ollama
     if reader.failed or service is None:
         return None
+    environment = {**service.env, **env}
     return OllamaInstance(
         name=name, host=site.host, address=site.address, bind_address=site.bind_address,
         gpu=site.gpu, position=position, port=port,
-        container_name="ollama_" + name.replace("-", "_"), image=image, pool=service.pool,
-        model=service.model, env={**service.env, **env}, memory_gib=service.memory_gib,
-        embedding_dim=service.embedding_dim,
+        container_name=container_name("ollama", name), image=image, pool=service.pool,
+        model=service.model, models_dir=settings.ollama_models_dir, env=environment,
+        memory_gib=service.memory_gib, embedding_dim=service.embedding_dim,
+        container=ollama_container(
+            name=name, image=image, env=environment, bind_address=site.bind_address,
+            port=port, gpu=site.gpu, pool=service.pool, models_dir=settings.ollama_models_dir,
+            settings=settings.containers),
     )

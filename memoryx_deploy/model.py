@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Literal, TypedDict
 
+from memoryx_deploy.containers import Container
+
 # Keys of `memoryx_config`; each is the variable `memoryx_<key>` of group_vars/all/memoryx.yml.
 CONFIG_KEYS = (
     "gpu_hosts",
@@ -16,6 +18,8 @@ CONFIG_KEYS = (
     "vllm_overhead_gib",
     "vllm_models_dir",
     "ollama_models_dir",
+    "containers",
+    "engines",  # what each engine image runs on (memoryx_deploy/engines.py, issue 8)
 )
 
 
@@ -52,11 +56,13 @@ class Placement(TypedDict):
     image: str
     pool: str
     env: dict[str, str]
+    container: Container  # everything Docker needs (memoryx_deploy/containers.py)
 
 
 class VllmInstance(Placement):
     served_model_name: str
     model_path: str
+    model_dir: str  # on the host: vllm_models_dir/model_path
     gpu_memory_utilization: float
     args: list[str]
     weights_gib: float
@@ -67,6 +73,7 @@ class VllmInstance(Placement):
 
 class OllamaInstance(Placement):
     model: str
+    models_dir: str  # on the host, shared by the host's instances
     memory_gib: float
     embedding_dim: int
 
@@ -96,12 +103,30 @@ class Gateway(TypedDict):
     host: str
     address: str
     port: int
+    image: str
     routes: list[Route]
     models: dict[str, str]
 
 
+class Image(TypedDict):
+    name: str
+    archive: str  # its docker-save archive on air-gapped sites
+
+
+class HostView(TypedDict):
+    """What one inventory host runs: the inputs of its roles."""
+
+    vllm_instances: list[VllmInstance]
+    ollama_instances: list[OllamaInstance]
+    gateway: bool
+    gpus: list[int]
+    images: list[Image]
+    firewall_ports: list[int]  # published on the LAN: only the gateway host may connect
+
+
 class Stack(TypedDict):
     hosts: dict[str, Host]
+    by_host: dict[str, HostView]
     vllm_instances: list[VllmInstance]
     ollama_instances: list[OllamaInstance]
     pools: dict[str, Pool]

@@ -6,6 +6,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from memoryx_deploy.containers import ContainerSettings, read_container_settings
+from memoryx_deploy.engines import Engine, read_engines
 from memoryx_deploy.fields import MODEL, POOL, Reader, show
 from memoryx_deploy.model import CONFIG_KEYS
 from memoryx_deploy.vllm_args import ArgValue, read_args
@@ -45,6 +47,10 @@ class Settings:
     profiles: dict[str, Profile] = field(default_factory=dict)
     declared_profiles: list[str] = field(default_factory=list)  # including broken ones
     ollama: OllamaService | None = None
+    vllm_models_dir: str = ""
+    ollama_models_dir: str = ""
+    containers: ContainerSettings = field(default_factory=ContainerSettings)
+    engines: dict[str, Engine] = field(default_factory=dict)  # image -> what it runs on
 
 
 def read_settings(problems: list[str], config: object) -> tuple[Settings, Reader]:
@@ -55,17 +61,24 @@ def read_settings(problems: list[str], config: object) -> tuple[Settings, Reader
         images=_images(problems, top.raw("images")),
         vllm_env=top.env("vllm_env"),
         ollama=_ollama(problems, top.raw("ollama")),
+        vllm_models_dir=_absolute(top, "vllm_models_dir"),
+        ollama_models_dir=_absolute(top, "ollama_models_dir"),
+        containers=read_container_settings(problems, top.raw("containers", {})),
+        engines=read_engines(problems, top.raw("engines", {})),
     )
-    for key in ("vllm_models_dir", "ollama_models_dir"):
-        path = top.string(key)
-        if path and not path.startswith("/"):
-            top.fail(f"{key} must be an absolute path, got {path!r}")
     for name, data in top.mapping("vllm_profiles").items():
         settings.declared_profiles.append(str(name))
         profile = _profile(problems, name, data)
         if profile is not None:
             settings.profiles[profile.name] = profile
     return settings, top
+
+
+def _absolute(top: Reader, key: str) -> str:
+    path = top.string(key)
+    if path and not path.startswith("/"):
+        top.fail(f"{key} must be an absolute path, got {path!r}")
+    return path.rstrip("/") or path
 
 
 def _coerce(top: Reader, key: str, low: float | None = None, high: float | None = None) -> float:

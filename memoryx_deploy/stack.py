@@ -1,8 +1,10 @@
-"""`build_stack`: memoryx_config + inventory addresses -> the normalized stack of docs/design.md.
+"""`build_stack`: memoryx_config + the inventory -> the normalized stack of docs/design.md.
 
 Problems are found in two rounds: first every type, shape and reference problem of the items
 themselves; then, once every item is well formed, the problems across items (names, ports,
-GPU memory, routes). Each round reports everything it finds.
+GPU memory, routes, inventory groups). Each round reports everything it finds.
+`stack_from_variables` is the preflight's entry: the same, from Ansible's memoryx_* variables
+as the controller and every host see them.
 """
 
 from __future__ import annotations
@@ -10,17 +12,40 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from memoryx_deploy.checks import gpu_problems, name_problems, port_problems
+from memoryx_deploy.checks import gpu_problems, group_problems, name_problems, port_problems
+from memoryx_deploy.client_config import constant_problems
 from memoryx_deploy.fields import show
 from memoryx_deploy.gateway import read_gateway
+from memoryx_deploy.hostview import host_views
 from memoryx_deploy.instances import read_hosts
 from memoryx_deploy.model import Gateway, Stack, StackError
 from memoryx_deploy.pools import build_pools, declaration_problems, declared_pools, route_problems
+from memoryx_deploy.scopes import scope_problems
 from memoryx_deploy.settings import read_settings
+from memoryx_deploy.variables import config_from_variables, unknown_problems
+
+Groups = Mapping[str, list[str]]
 
 
-def build_stack(config: Mapping[str, Any], addresses: Mapping[str, str]) -> Stack:
-    """The stack, or StackError listing every problem."""
+def stack_from_variables(variables: Mapping[str, Any], names: list[str],
+                         addresses: Mapping[str, str], groups: Groups,
+                         sources: list[str] | None = None, playbook_dir: str = "") -> Stack:
+    """The stack from the controller's memoryx_* `variables` (`names`: every memoryx_* variable
+    it has), refusing misspelt and missing ones, and ones the inventory `sources` or the
+    playbook folder's group_vars/host_vars set for some hosts only."""
+    problems = unknown_problems(names)
+    if sources is not None:
+        problems += scope_problems(sources, playbook_dir, groups)
+    config = config_from_variables(variables, problems)
+    if problems:
+        raise StackError(problems)
+    return build_stack(config, addresses, groups)
+
+
+def build_stack(config: Mapping[str, Any], addresses: Mapping[str, str],
+                groups: Groups | None = None) -> Stack:
+    """The stack, or StackError listing every problem. With `groups` (inventory group ->
+    hosts), every host must also be in the group whose plays run its work."""
     if not isinstance(config, Mapping):
         raise StackError([f"memoryx_config: must be a mapping, got {show(config)}"])
     problems: list[str] = []
@@ -33,18 +58,23 @@ def build_stack(config: Mapping[str, Any], addresses: Mapping[str, str]) -> Stac
     if problems:
         raise StackError(problems)
     pools = build_pools(hosts.vllm, hosts.ollama)
+    image = settings.images.get("nginx", "")
     stack = Stack(
         hosts=hosts.hosts,
+        by_host=host_views(list(known), hosts.hosts, hosts.vllm, hosts.ollama, gateway.host,
+                           image),
         vllm_instances=hosts.vllm,
         ollama_instances=hosts.ollama,
         pools=pools,
         gateway=Gateway(host=gateway.host, address=known[gateway.host], port=gateway.port,
-                        routes=gateway.routes,
+                        image=image, routes=gateway.routes,
                         models={m: name for name, pool in pools.items() for m in pool["models"]}),
     )
     declared = [pool for pool, *_ in declared_pools(settings)]
     problems = (route_problems(gateway.routes, pools, declared) + name_problems(stack)
-                + port_problems(stack) + gpu_problems(stack, settings.gpu_utilization_limit))
+                + port_problems(stack) + gpu_problems(stack, settings.gpu_utilization_limit)
+                + constant_problems(pools)
+                + (group_problems(stack, groups) if groups is not None else []))
     if problems:
         raise StackError(problems)
     return stack

@@ -501,6 +501,7 @@ class Handler(BaseHTTPRequestHandler):
             "/api/pull": self.pull,
             "/api/embed": self.embed,
             "/api/embeddings": self.embeddings,
+            "/api/show": self.show,
             "/v1/embeddings": self.openai_embeddings,
         }
         try:
@@ -589,6 +590,27 @@ class Handler(BaseHTTPRequestHandler):
         _, vectors, _, _ = self.runner.embed(body.get("model"), texts, body.get("keep_alive"))
         self.send_json(200, {"embedding": vectors[0] if vectors else []})
 
+    def show(self, body: dict[str, Any]) -> None:
+        """POST /api/show: a pulled model's details (404 as Ollama answers for others)."""
+        name = body.get("model") or body.get("name")
+        if not isinstance(name, str) or not name:
+            raise ApiError(400, "model is required")
+        described = self.runner.store.describe(ModelRef.parse(name))
+        if described is None:
+            raise ApiError(404, f"model '{name}' not found")
+        self.send_json(
+            200,
+            {
+                "modelfile": f"FROM {described['name']}\n",
+                "parameters": "",
+                "template": "",
+                "details": described["details"],
+                "model_info": {"general.architecture": "bert", "bert.embedding_length": DIMENSIONS},
+                "capabilities": ["embedding"],
+                "modified_at": described["modified_at"],
+            },
+        )
+
     def openai_embeddings(self, body: dict[str, Any]) -> None:
         texts = as_texts(body.get("input"), "input")
         if not texts:
@@ -616,11 +638,47 @@ class Server(ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
 
+# --------------------------------------------------------------------------- GPU discovery (issue 8)
+
+
+def discovery_lines(visible: str, table: Path, archs: list[str]) -> list[str]:
+    """Ollama's GPU discovery log: one "inference compute" line per visible GPU whose compute
+    capability the image's CUDA library is built for (its OLLAMA_SIM_CUDA_ARCHS; unset: any),
+    read from the stand-in driver's table; none left -> the CPU line, as Ollama falls back."""
+    try:
+        gpus = json.loads(table.read_text())["gpus"]
+    except (OSError, ValueError, KeyError, TypeError):
+        gpus = []
+    wanted = [] if visible.strip().lower() in ("", "void", "none") else visible.split(",")
+    chosen = [g for g in gpus if "all" in wanted or str(g["index"]) in wanted or g.get("uuid") in wanted]
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    lines = []
+    for number, gpu in enumerate(chosen):
+        cap = str(gpu.get("compute_cap", ""))
+        if archs and not any(a.partition(".")[0] == cap.partition(".")[0]
+                             and a.partition(".")[2] <= cap.partition(".")[2] for a in archs):
+            lines.append(f'time={stamp} level=INFO source=ollama-simulator msg="skipping CUDA device: '
+                         f'compute capability not in compiled architectures" device="{gpu["name"]}" '
+                         f'cc={cap.replace(".", "")}0 archs="[{" ".join(a.replace(".", "") + "0" for a in archs)}]"')
+            continue
+        lines.append(f'time={stamp} level=INFO source=ollama-simulator msg="inference compute" '
+                     f'id={gpu.get("uuid", number)} library=CUDA compute={cap} name=CUDA{number} '
+                     f'description="{gpu["name"]}" libdirs=ollama,cuda_v12 '
+                     f'total="{int(gpu.get("memory_total_mib", 0)) / 1024:.1f} GiB"')
+    if not any('msg="inference compute"' in line for line in lines):
+        lines.append(f'time={stamp} level=INFO source=ollama-simulator msg="inference compute" '
+                     'id=cpu library=cpu compute="" name=cpu description=cpu libdirs=ollama')
+    return lines
+
+
 def serve() -> int:
     settings = Settings.from_env()
     log(f"{BANNER}: this is a simulator, not Ollama (version {VERSION})")
     devices = os.environ.get("NVIDIA_VISIBLE_DEVICES", "")
     log(f"GPUs (NVIDIA_VISIBLE_DEVICES): {devices or 'none; no compatible GPUs were discovered'}")
+    table = Path(os.environ.get("OLLAMA_SIM_GPUS_FILE", "/etc/nvidia-sim/gpus.json"))
+    archs = os.environ.get("OLLAMA_SIM_CUDA_ARCHS", "").split()
+    print("\n".join(discovery_lines(devices, table, archs)), flush=True)
     log(
         f"server config OLLAMA_HOST={settings.host}:{settings.port} OLLAMA_MODELS="
         f"{settings.models_dir} OLLAMA_NUM_PARALLEL={settings.num_parallel} OLLAMA_KEEP_ALIVE="

@@ -115,57 +115,74 @@ def log(message: str, level: str = "INFO") -> None:
 # --------------------------------------------------------------------------- command line
 
 
-def build_parser() -> argparse.ArgumentParser:
+# The flags this simulator models, with the types and defaults it needs; every other flag of
+# the flag list is accepted (and ignored, as its effect is not simulated).
+MODELLED: dict[str, tuple[Any, Any]] = {  # dest -> (type, default)
+    "port": (int, 8000),
+    "host": (str, "0.0.0.0"),
+    "gpu_memory_utilization": (float, 0.9),
+    "max_model_len": (int, None),
+    "max_num_seqs": (int, 256),
+    "tensor_parallel_size": (int, 1),
+    "shutdown_timeout": (int, 0),
+    "uvicorn_log_level": (str, "info"),
+}
+DEFAULT_VERSION = "0.19.1"
+
+
+def flags_file() -> Path:
+    """The flag list of the vLLM version this simulator stands in for: generated from vLLM
+    itself by scripts/vllm-flags (memoryx_deploy/data), copied into the image."""
+    given = os.environ.get("VLLM_SIM_FLAGS", "")
+    if given:
+        return Path(given)
+    version = os.environ.get("VLLM_SIM_VERSION", DEFAULT_VERSION)
+    return Path(__file__).resolve().parent / "vllm-flags" / f"vllm-flags-{version}.json"
+
+
+def build_parser(flags: dict[str, Any] | None = None) -> argparse.ArgumentParser:
+    """`vllm serve`'s parser with exactly the flags of the flag list (its actions)."""
+    data = flags if flags is not None else json.loads(flags_file().read_text())
     p = argparse.ArgumentParser(
-        prog="vllm", description=f"{BANNER}: stands in for 'vllm serve' (OpenAI-compatible API)."
+        prog="vllm serve",
+        description=f"{BANNER}: stands in for 'vllm serve' {data['vllm_version']} "
+        "(OpenAI-compatible API).",
     )
     p.add_argument("model_tag", nargs="?", default=None, help="model (positional form)")
-    p.add_argument("--model", default=None)
-    p.add_argument("--served-model-name", nargs="+", default=None)
-    p.add_argument("--tokenizer", default=None)
-    p.add_argument("--revision", default=None)
-    p.add_argument("--download-dir", default=None)
-    p.add_argument("--load-format", default="auto")
-    p.add_argument("--host", default="0.0.0.0")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--root-path", default=None)
-    p.add_argument("--api-key", default=None)
-    p.add_argument(
-        "--uvicorn-log-level",
-        default="info",
-        choices=["critical", "error", "warning", "info", "debug", "trace"],
-    )
-    p.add_argument(
-        "--dtype",
-        default="auto",
-        choices=["auto", "half", "float16", "bfloat16", "float", "float32"],
-    )
-    p.add_argument(
-        "--kv-cache-dtype", default="auto", choices=["auto", "fp8", "fp8_e4m3", "fp8_e5m2"]
-    )
-    p.add_argument("--quantization", "-q", default=None)
-    p.add_argument("--gpu-memory-utilization", type=float, default=0.9)
-    p.add_argument("--max-model-len", type=int, default=None)
-    p.add_argument("--block-size", type=int, choices=[1, 8, 16, 32, 64, 128], default=None)
-    p.add_argument("--max-num-seqs", type=int, default=256)
-    p.add_argument("--max-num-batched-tokens", type=int, default=None)
-    p.add_argument("--max-logprobs", type=int, default=20)
-    p.add_argument("--swap-space", type=float, default=4.0)
-    p.add_argument("--cpu-offload-gb", type=float, default=0.0)
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--tensor-parallel-size", "-tp", type=int, default=1)
-    p.add_argument("--pipeline-parallel-size", "-pp", type=int, default=1)
-    p.add_argument("--trust-remote-code", action="store_true")
-    p.add_argument("--enforce-eager", action="store_true")
-    p.add_argument("--enable-prefix-caching", action=argparse.BooleanOptionalAction, default=None)
-    p.add_argument("--enable-chunked-prefill", action=argparse.BooleanOptionalAction, default=None)
-    p.add_argument("--disable-custom-all-reduce", action="store_true")
-    p.add_argument("--generation-config", default="auto")
-    p.add_argument("--chat-template", default=None)
-    p.add_argument("--disable-log-requests", action="store_true")
-    p.add_argument("--disable-log-stats", action="store_true")
-    p.add_argument("--shutdown-timeout", type=int, default=0)
+    for action in data["actions"]:
+        add_action(p, action)
     return p
+
+
+def add_action(p: argparse.ArgumentParser, action: dict[str, Any]) -> None:
+    dest = str(action["dest"])
+    kind, default = MODELLED.get(dest, (str, None))
+    if action["kind"] == "boolean_pair":  # argparse adds the --no- form itself
+        positive = [o for o in action["options"] if not o.startswith("--no-")]
+        p.add_argument(*positive, dest=dest, action=argparse.BooleanOptionalAction, default=None)
+    elif action["kind"] == "switch":
+        p.add_argument(*action["options"], dest=dest, action="store_true", default=None)
+    else:
+        choices = action.get("choices")
+        p.add_argument(
+            *action["options"],
+            dest=dest,
+            type=kind,
+            default=default,
+            nargs=action.get("nargs"),
+            choices=[kind(c) for c in choices] if choices else None,
+        )
+
+
+def normalize_argv(argv: list[str]) -> list[str]:
+    """vLLM's FlexibleArgumentParser: `--max_model_len` is `--max-model-len`."""
+    result = []
+    for arg in argv:
+        if arg.startswith("--"):
+            key, sep, value = arg.partition("=")
+            arg = key.replace("_", "-") + sep + value
+        result.append(arg)
+    return result
 
 
 @dataclass(frozen=True)
@@ -240,6 +257,7 @@ class Gpu:
     index: int
     name: str
     memory_mib: int
+    compute_cap: str = ""  # "7.0", from the stand-in driver's table
 
     @property
     def memory_gib(self) -> float:
@@ -263,7 +281,12 @@ def load_gpus(path: Path) -> list[Gpu]:
         data = json.loads(path.read_text())
         table = data["gpus"] if isinstance(data, dict) else data
         return [
-            Gpu(int(g["index"]), str(g["name"]), int(g.get("memory_total_mib", g.get("memory_mib"))))
+            Gpu(
+                int(g["index"]),
+                str(g["name"]),
+                int(g.get("memory_total_mib", g.get("memory_mib"))),
+                str(g.get("compute_cap", "")),
+            )
             for g in table
         ]
     except (OSError, ValueError, TypeError, KeyError):
@@ -288,6 +311,41 @@ def select_gpus(devices: list[str], known: list[Gpu], tensor_parallel: int) -> l
             f"number of available GPUs ({len(chosen)})."
         )
     return chosen[:tensor_parallel]
+
+
+def declared_archs() -> list[str]:
+    """The compute capabilities this image's kernels are built for (the image's
+    VLLM_SIM_CUDA_ARCHS, as TORCH_CUDA_ARCH_LIST lists them); unset: every GPU."""
+    return os.environ.get("VLLM_SIM_CUDA_ARCHS", "").split()
+
+
+def runs_on(capability: str, archs: list[str]) -> bool:
+    """CUDA's rule: a kernel built for X.Y runs on X.Z with Z >= Y; PTX ("+PTX") also on any
+    later capability. No declared list: anything."""
+    if not archs or not capability:
+        return True
+    major, _, minor = capability.partition(".")
+    for arch in archs:
+        a_major, _, a_minor = arch.replace("+PTX", "").partition(".")
+        if a_major == major and int(a_minor or 0) <= int(minor or 0):
+            return True
+        if arch.endswith("+PTX") and (int(a_major), int(a_minor or 0)) <= (int(major), int(minor or 0)):
+            return True
+    return False
+
+
+def check_kernels(gpus: list[Gpu], archs: list[str]) -> None:
+    """A GPU whose compute capability the image has no kernel for fails as torch does."""
+    for gpu in gpus:
+        if not runs_on(gpu.compute_cap, archs):
+            sm = "sm_" + gpu.compute_cap.replace(".", "")
+            built = " ".join("sm_" + a.replace("+PTX", "").replace(".", "") for a in archs)
+            raise SimError(
+                f"UserWarning: {gpu.name} with CUDA capability {sm} is not compatible with the "
+                f"current PyTorch installation. The current PyTorch install supports CUDA "
+                f"capabilities {built}.\n"
+                "RuntimeError: CUDA error: no kernel image is available for execution on the device"
+            )
 
 
 # --------------------------------------------------------------------------- memory ledger
@@ -864,7 +922,8 @@ def make_handler(engine: Engine, info: dict[str, Any], args: argparse.Namespace)
 
     BoundHandler.engine = engine
     BoundHandler.info = info
-    BoundHandler.api_key = args.api_key or os.environ.get("VLLM_API_KEY") or None
+    keys = args.api_key or [os.environ.get("VLLM_API_KEY") or None]
+    BoundHandler.api_key = keys[0]
     BoundHandler.access_log = args.uvicorn_log_level in ("info", "debug", "trace")
     return BoundHandler
 
@@ -883,6 +942,7 @@ def start(
 ) -> tuple[Model, list[Gpu], list[LedgerEntry]]:
     # The platform (GPUs) is detected before the model is resolved, as vLLM does at import.
     gpus = select_gpus(visible_devices(), load_gpus(settings.gpus_file), args.tensor_parallel_size)
+    check_kernels(gpus, declared_archs())
     model = resolve_model(args)
     entries: list[LedgerEntry] = []
     try:
@@ -958,7 +1018,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["serve"]:
         argv = argv[1:]
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(normalize_argv(argv))
     log(f"{BANNER}: this is a simulator, not vLLM. args: {' '.join(argv)}")
     stop = threading.Event()
     install_signals(stop)

@@ -4,6 +4,9 @@ Gateways (one nginx each, own prefix under tmp):
   base   every pool on the shared simulators, auth off
   auth   the same pools, two API keys
   kill   llama = kill-a + kill-b, qwen = kill-q: simulators the tests may SIGKILL
+  limits the same pools with small limits (connections, rate, large bodies, timeouts)
+  dead   llama on a closed port, qwen on a server that accepts and never answers
+  hang   llama = llama-a + a member that accepts and never answers
   drain  starts as `base`; tests promote the staged `drain_one` / `drain_all` and reload
 """
 
@@ -44,7 +47,21 @@ def _start_sims(work: Path) -> dict[str, h.Process]:
     return sims
 
 
-def _variants(work: Path, sims: dict[str, h.Process]) -> dict[str, h.Variant]:
+# Small limits, so that the tests can reach each one (the defaults are in defaults/main.yml)
+LIMITS: dict[str, object] = {
+    "nginx_unified_client_connections": 6,
+    "nginx_unified_client_rate": "20r/s",
+    "nginx_unified_client_burst": 20,
+    "nginx_unified_large_body_threshold": 1_000_000,
+    "nginx_unified_large_body_slots": 2,
+    "nginx_unified_client_header_timeout": "1s",
+    "nginx_unified_client_body_timeout": "1s",
+    "nginx_unified_client_max_body_size": "8m",
+    "nginx_unified_body_limits": {"vllm": "8m", "ollama": "1m"},
+}
+
+
+def _variants(work: Path, sims: dict[str, h.Process], mute_port: int) -> dict[str, h.Variant]:
     def pools(llama: list[str], qwen: list[str]) -> dict[str, object]:
         return {
             "llama": h.pool("vllm", "llama3.1-8b", [sims[n] for n in llama]),
@@ -58,16 +75,33 @@ def _variants(work: Path, sims: dict[str, h.Process]) -> dict[str, h.Variant]:
 
     def make(
         name: str, port: int, pools_: dict[str, object], runtime: Path | None = None,
-        api_keys: tuple[str, ...] = (), drained: tuple[str, ...] = (),
+        api_keys: tuple[dict[str, str], ...] = (), drained: tuple[str, ...] = (),
+        extra: dict[str, object] | None = None,
     ) -> h.Variant:
         staging = work / f"gw-{name}"
         return h.Variant(name, port, staging, runtime or staging, pools_,
-                         list(api_keys), list(drained))
+                         list(api_keys), list(drained), extra=dict(extra or {}))
+
+    # llama: a port nobody listens on (502); qwen: a server that accepts and never answers
+    dead = {
+        "llama": {"kind": "vllm", "models": ["llama3.1-8b"], "members": [
+            {"name": "nobody", "host": "loopback", "address": h.LOOPBACK, "port": free_port()}]},
+        "qwen": {"kind": "vllm", "models": ["qwen2.5-14b"], "members": [
+            {"name": "mute", "host": "loopback", "address": h.LOOPBACK, "port": mute_port}]},
+        "bge": shared["bge"],
+    }
+    # llama: one healthy member and one that accepts connections and never answers
+    hang = {**shared, "llama": {"kind": "vllm", "models": ["llama3.1-8b"], "members": [
+        h.member(sims["llama-a"]),
+        {"name": "hung", "host": "loopback", "address": h.LOOPBACK, "port": mute_port}]}}
 
     return {
         "base": make("base", free_port(), shared),
         "auth": make("auth", free_port(), shared, api_keys=tuple(API_KEYS)),
         "kill": make("kill", free_port(), pools(["kill-a", "kill-b"], ["kill-q"])),
+        "limits": make("limits", free_port(), shared, extra=LIMITS),
+        "dead": make("dead", free_port(), dead, extra={"nginx_unified_proxy_read_timeout": "1s"}),
+        "hang": make("hang", free_port(), hang),
         "drain": make("drain", drain_port, shared),
         "drain_one": make("drain_one", drain_port, shared, drain_dir, drained=("llama-b",)),
         "drain_all": make("drain_all", drain_port, shared, drain_dir, drained=("qwen-a",)),
@@ -78,11 +112,12 @@ def _variants(work: Path, sims: dict[str, h.Process]) -> dict[str, h.Variant]:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     work = tmp_path_factory.mktemp("gateway")
     sims = _start_sims(work)
+    mute = h.Mute()
     gateways: dict[str, h.Gateway] = {}
     try:
-        variants = _variants(work, sims)
+        variants = _variants(work, sims, mute.port)
         h.render(list(variants.values()), work)
-        for name in ("base", "auth", "kill", "drain"):
+        for name in ("base", "auth", "kill", "limits", "dead", "hang", "drain"):
             gateways[name] = h.start_gateway(variants[name].runtime, variants[name].port)
         yield Stack(sims, gateways, variants)
     finally:
@@ -90,6 +125,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             gateway.stop()
         for sim in sims.values():
             sim.stop()
+        mute.close()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

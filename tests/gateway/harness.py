@@ -6,12 +6,15 @@ listens on 127.0.0.1 and lives under a caller-given work directory.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -228,14 +231,15 @@ class Variant:
     staging: Path
     runtime: Path
     pools: dict[str, Any]
-    api_keys: list[str] = field(default_factory=list)
+    api_keys: list[dict[str, str]] = field(default_factory=list)  # [{name, key}]; [] = auth off
     drained: list[str] = field(default_factory=list)
     routes: list[dict[str, Any]] = field(default_factory=stack_routes)
     models: dict[str, str] = field(default_factory=lambda: dict(MODELS))
     extra: dict[str, Any] = field(default_factory=dict)  # any other role variable
 
     def as_vars(self) -> dict[str, Any]:
-        return self.extra | {
+        auth = {"nginx_unified_auth": "required" if self.api_keys else "off"}
+        return auth | self.extra | {
             "nginx_unified_staging_dir": str(self.staging),
             "nginx_unified_config_dir": str(self.staging),
             "nginx_unified_runtime_dir": str(self.runtime),
@@ -253,6 +257,7 @@ class Variant:
             "nginx_unified_drained": self.drained,
             "nginx_unified_retry_after": 7,
             "nginx_unified_ready_timeout": "1s",
+            "nginx_unified_health_file": str(self.runtime / "health.json"),
         }
 
 
@@ -353,7 +358,38 @@ def start_gateway(runtime: Path, port: int) -> Gateway:
     return gateway
 
 
-API_KEYS = ["mx-test-key-1", "mx-test-key-2"]
+# A standard 64-hex key, and one of 300 printable characters (every punctuation mark)
+class Mute:
+    """A backend that accepts connections and reads requests but never answers (a hung
+    engine). Connections stay open until close()."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server((LOOPBACK, 0), backlog=256)
+        self.port: int = self.sock.getsockname()[1]
+        self.held: list[socket.socket] = []
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.held.append(conn)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+        for conn in self.held:
+            conn.close()
+
+
+API_KEYS = [
+    {"name": "memoryx", "key": "sk-" + "0123456789abcdef" * 4},
+    {"name": "batch", "key": ("Kx9!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~" * 10)[:300]},
+]
 
 
 @dataclass

@@ -1,27 +1,35 @@
-"""The JSON access log: every line parses and names upstream, status, model and pool."""
+"""The JSON access log: every line parses and names upstream, status, model, pool and key."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import harness as h
-from harness import Stack
+from harness import API_KEYS, Stack
 
 
-def _lines_for(stack: Stack, uri: str) -> list[dict[str, Any]]:
-    return [line for line in stack.gateways["base"].access_log() if line["uri"] == uri]
+def new_lines(stack: Stack, gateway: str, send: Any) -> list[dict[str, Any]]:
+    """The access log lines written for what `send()` sends (the log is shared by tests)."""
+    before = len(stack.gateways[gateway].access_log())
+    count = send()
+    h.wait_until(lambda: len(stack.gateways[gateway].access_log()) >= before + count, 5,
+                 "the access log lines")
+    return stack.gateways[gateway].access_log()[before:]
 
 
 def test_access_log_lines_are_json_with_routing_fields(stack: Stack) -> None:
-    uri = "/v1/chat/completions?trace=access-log"
-    reply = h.request(stack.port("base"), "POST", uri, h.chat("qwen2.5-14b"))
-    assert reply.status == 200
-    h.wait_until(lambda: bool(_lines_for(stack, uri)), 5, "the access log line")
-    [line] = _lines_for(stack, uri)
+    def send() -> int:
+        reply = h.request(stack.port("base"), "POST", "/v1/chat/completions", h.chat("qwen2.5-14b"))
+        assert reply.status == 200
+        return 1
+
+    line = [entry for entry in new_lines(stack, "base", send)
+            if entry["uri"] == "/v1/chat/completions"][-1]
     assert line["status"] == 200
     assert line["method"] == "POST"
     assert line["model"] == "qwen2.5-14b"
     assert line["pool"] == "qwen"
+    assert line["key"] == ""
     assert line["upstream_addr"] == f"127.0.0.1:{stack.sims['qwen-a'].port}"
     assert line["upstream_status"] == "200"
     assert float(line["upstream_response_time"]) >= 0
@@ -30,11 +38,49 @@ def test_access_log_lines_are_json_with_routing_fields(stack: Stack) -> None:
 
 
 def test_fixed_routes_log_their_pool(stack: Stack) -> None:
-    uri = "/embed/api/embed?trace=fixed"
-    reply = h.request(stack.port("base"), "POST", uri, {"model": "bge-m3", "input": "x"})
-    assert reply.status == 200
-    h.wait_until(lambda: bool(_lines_for(stack, uri)), 5, "the access log line")
-    [line] = _lines_for(stack, uri)
+    def send() -> int:
+        reply = h.request(stack.port("base"), "POST", "/embed/api/embed",
+                          {"model": "bge-m3", "input": "x"})
+        assert reply.status == 200
+        return 1
+
+    line = [entry for entry in new_lines(stack, "base", send)
+            if entry["uri"] == "/embed/api/embed"][-1]
     bge_ports = {stack.sims["bge-a"].port, stack.sims["bge-b"].port}
     assert line["pool"] == "bge"
     assert int(line["upstream_addr"].rsplit(":", 1)[1]) in bge_ports
+
+
+def test_the_key_name_is_logged_never_the_key(stack: Stack) -> None:
+    def send() -> int:
+        for key in API_KEYS:
+            reply = h.request(stack.port("auth"), "GET", "/v1/models",
+                              headers={"Authorization": f"Bearer {key['key']}"})
+            assert reply.status == 200
+        return len(API_KEYS)
+
+    lines = new_lines(stack, "auth", send)
+    assert sorted(line["key"] for line in lines) == sorted(key["name"] for key in API_KEYS)
+
+
+def test_no_secret_reaches_any_log(stack: Stack) -> None:
+    """A key sent where it does not belong (query string, path, wrong header) is never logged,
+    neither in the access log nor in nginx's error log (which quotes the request line)."""
+    secret = "sk-" + "f00dfeed" * 8
+    port = stack.port("auth")
+    sent = [
+        ("GET", f"/v1/models?api_key={secret}", {}),
+        ("POST", f"/v1/chat/completions?key={secret}", {"Authorization": f"Bearer {secret}"}),
+        ("POST", f"/llama/v1/chat/completions?api_key={secret}", {}),
+        ("POST", f"/embed/api/embed?x=1&api_key={secret}", {}),
+        ("GET", f"/nowhere?api_key={secret}", {}),
+        ("POST", "/v1/embeddings", {"Authorization": f"Bearer {secret}"}),
+    ]
+    for method, path, headers in sent:
+        reply = h.request(port, method, path, h.chat("llama3.1-8b"), headers=headers)
+        assert reply.status in (400, 401), (path, reply.status)
+        assert secret not in reply.body.decode()
+    runtime = stack.variants["auth"].runtime
+    h.wait_until(lambda: len(stack.gateways["auth"].access_log()) > 0, 5, "the access log")
+    for log in ("access.log", "error.log"):
+        assert secret not in (runtime / log).read_text(errors="replace"), log

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import harness as h
 from harness import API_KEYS, Stack
 
@@ -91,6 +93,7 @@ def test_ready_is_503_when_a_pool_has_no_live_member(stack: Stack) -> None:
 
 UNAUTHORIZED = {"error": {"message": "Incorrect API key provided.", "type": "invalid_request_error",
                           "param": None, "code": "invalid_api_key"}}
+KEY = API_KEYS[0]["key"]
 
 
 def test_auth_rejects_missing_and_wrong_keys(stack: Stack) -> None:
@@ -98,8 +101,9 @@ def test_auth_rejects_missing_and_wrong_keys(stack: Stack) -> None:
     cases = [
         ("GET", "/v1/models", {}),
         ("POST", "/v1/chat/completions", {"Authorization": "Bearer wrong"}),
-        ("POST", "/qwen/v1/chat/completions", {"Authorization": API_KEYS[0]}),
-        ("POST", "/v1/embeddings", {"Authorization": f"Bearer {API_KEYS[0]}x"}),
+        ("POST", "/qwen/v1/chat/completions", {"Authorization": KEY}),
+        ("POST", "/v1/embeddings", {"Authorization": f"Bearer {KEY}x"}),
+        ("POST", "/v1/embeddings", {"Authorization": f"Bearer {KEY[:-1]}"}),
         ("GET", "/nowhere", {}),
     ]
     for method, path, headers in cases:
@@ -109,15 +113,25 @@ def test_auth_rejects_missing_and_wrong_keys(stack: Stack) -> None:
 
 
 def test_auth_accepts_every_valid_key(stack: Stack) -> None:
+    """A standard `sk-` + 64 hex key and a 300-character key of every punctuation mark."""
     port = stack.port("auth")
     for key in API_KEYS:
         before = stack.qwen_total()
         reply = h.request(port, "POST", "/v1/chat/completions", h.chat("qwen2.5-14b"),
-                          headers={"Authorization": f"Bearer {key}"})
+                          headers={"Authorization": f"Bearer {key['key']}"})
         assert reply.status == 200, reply.body
         assert stack.qwen_total() == before + 1
-    reply = h.request(port, "GET", "/v1/models", headers={"Authorization": f"Bearer {API_KEYS[1]}"})
+    reply = h.request(port, "GET", "/v1/models",
+                      headers={"Authorization": f"bearer {API_KEYS[1]['key']}"})
     assert reply.status == 200
+
+
+def test_keys_are_compared_exactly(stack: Stack) -> None:
+    """nginx's map matched keys case-insensitively: another case of a key is another key."""
+    port = stack.port("auth")
+    for variant in (KEY.upper(), KEY.swapcase(), KEY.capitalize(), API_KEYS[1]["key"].lower()):
+        reply = h.request(port, "GET", "/v1/models", headers={"Authorization": f"Bearer {variant}"})
+        assert reply.status == 401, variant
 
 
 def test_auth_exempts_health_and_ready(stack: Stack) -> None:
@@ -130,8 +144,11 @@ def test_auth_off_needs_no_key(stack: Stack) -> None:
     assert h.request(stack.port("base"), "GET", "/v1/models").status == 200
 
 
-def test_keys_file_is_private_and_not_in_the_main_config(stack: Stack) -> None:
+def test_keys_reach_the_gateway_host_only_as_hashes(stack: Stack) -> None:
     runtime = stack.variants["auth"].runtime
-    assert (runtime / "api_keys.conf").stat().st_mode & 0o777 == 0o600
-    assert API_KEYS[0] in (runtime / "api_keys.conf").read_text()
-    assert all(API_KEYS[0] not in (runtime / f).read_text() for f in ("nginx.conf", "gateway.js"))
+    assert (runtime / "api_keys.js").stat().st_mode & 0o777 == 0o600
+    rendered = "\n".join(path.read_text() for path in runtime.iterdir()
+                         if path.suffix in (".conf", ".js"))
+    for key in API_KEYS:
+        assert key["key"] not in rendered
+        assert hashlib.sha256(key["key"].encode()).hexdigest() in rendered

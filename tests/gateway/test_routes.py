@@ -30,8 +30,10 @@ def _completion(model: str) -> Callable[[Any], bool]:
 
 CASES = [
     Case("/v1/embeddings", "/v1/embeddings", {"model": "bge-m3", "input": "hi"}, "bge", _embedding),
-    Case("/api/embeddings", "/api/embeddings", {"model": "bge-m3", "prompt": "hi"}, "bge",
+    Case("/api/", "/api/embeddings", {"model": "bge-m3", "prompt": "hi"}, "bge",
          lambda r: len(r["embedding"]) == 1024),
+    Case("/api/", "/api/embed", {"model": "bge-m3", "input": ["a", "b"]}, "bge",
+         lambda r: len(r["embeddings"]) == 2),
     Case("/embed/", "/embed/api/embed", {"model": "bge-m3", "input": ["a", "b"]}, "bge",
          lambda r: len(r["embeddings"]) == 2),
     Case("/v1/chat/completions", "/v1/chat/completions", h.chat("llama3.1-8b"), "llama",

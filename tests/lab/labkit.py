@@ -18,6 +18,9 @@ from typing import Any
 import ansible_runner
 import pytest
 
+from bench.figures import write_section
+from tests.ansible_env import ansible_env
+
 ROOT = Path(__file__).resolve().parents[2]
 LAB_INVENTORY = ROOT / "inventory/lab/hosts.yml"
 GATEWAY_URL = "http://10.99.0.65:11436"
@@ -62,6 +65,7 @@ def run_playbook(
     tmp.mkdir(parents=True, exist_ok=True)
     env = {
         "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+        "ANSIBLE_VAULT_IDENTITY_LIST": ansible_env()["ANSIBLE_VAULT_IDENTITY_LIST"],
         "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
         "ANSIBLE_NOCOLOR": "1",
     }
@@ -128,6 +132,8 @@ def deploy_runs(lab: None, tmp_path_factory: pytest.TempPathFactory) -> dict[str
             for name, run in (("deploy", first), ("re-run", second), ("check", check))
         )
     )
+    write_section("Lab deploy, re-run and --check (lab tier)", "scripts/test lab (fixture deploy_runs)",
+                  report.read_text())
     return {"first": first, "second": second, "check": check}
 
 

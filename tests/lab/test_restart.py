@@ -14,6 +14,7 @@ import pytest
 import yaml
 from labkit import GATEWAY_URL, LLM_HOST, ROOT, on_host, run_playbook
 
+from bench.figures import write_section
 from tests.traffic import Traffic
 
 REPORT = ROOT / "build/restart-report.txt"
@@ -31,10 +32,18 @@ def container_id(name: str) -> str:
     return on_host(LLM_HOST, f"docker inspect -f '{{{{.Id}}}}' {name}").stdout.strip()
 
 
+@pytest.fixture(scope="module", autouse=True)
+def fresh_report() -> None:
+    """This run's restarts only."""
+    REPORT.unlink(missing_ok=True)
+
+
 def report(line: str) -> None:
     REPORT.parent.mkdir(exist_ok=True)
     with REPORT.open("a") as out:
         out.write(line + "\n")
+    write_section("Rolling restarts under client traffic (lab tier)",
+                  "scripts/test lab (tests/lab/test_restart.py)", REPORT.read_text())
 
 
 def test_unknown_instance_is_refused_with_the_valid_names(deployed: None, tmp_path: Path) -> None:

@@ -68,8 +68,10 @@ def test_another_pool_gets_its_own_entry(config: dict[str, Any]) -> None:
         "pool": "mistral-small", "model_path": "Mistral-7B-Instruct-AWQ",
         "served_model_name": "mistral-7b", "weights_gib": 4.2, "kv_cache_kib_per_token": 128,
         "args": {"gpu_memory_utilization": 0.5, "max_model_len": 8192}}
-    config["gpu_hosts"]["mx-embed-01"]["vllm_instances"] = {
-        1: [{"name": "mistral-gpu1", "profile": "mistral-7b", "port": 11437}]}
+    config["gpu_hosts"]["mx-llm-01"]["gpus"].append(
+        {"index": 3, "name": "Tesla V100-SXM2-32GB", "memory_gib": 32})
+    config["gpu_hosts"]["mx-llm-01"]["vllm_instances"][3] = [
+        {"name": "mistral-gpu3", "profile": "mistral-7b", "port": 11437}]
     settings = client_config(build_stack(config, ADDRESSES), URL)
     assert settings["mistral-small"] == {"base_url": V1, "model": "mistral-7b"}
     assert f"MEMORYX_MISTRAL_SMALL_BASE_URL={V1}\n" in render_env(settings)
@@ -79,7 +81,9 @@ def test_another_pool_gets_its_own_entry(config: dict[str, Any]) -> None:
 def test_a_pool_named_embed_would_clash(config: dict[str, Any]) -> None:
     config["vllm_profiles"]["qwen2.5-14b"]["pool"] = "embed"
     config["gateway"]["routes"][6]["pool"] = "embed"
+    # Refused with the layout, by the preflight: not at the end of a deploy.
     with pytest.raises(StackError) as caught:
-        client_config(build_stack(config, ADDRESSES), URL)
+        build_stack(config, ADDRESSES)
     assert caught.value.problems == [
-        "pool 'embed': its client constants (EMBED_*) clash with another pool's; rename the pool"]
+        "pool 'embed': its client constants (EMBED_*) clash with those of pool 'bge'; "
+        "rename the pool"]

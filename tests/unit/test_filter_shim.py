@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,12 +17,17 @@ from ansible.utils.unsafe_proxy import wrap_var
 from memoryx_deploy import build_stack, client_config, format_plan, render_env, render_python
 from memoryx_deploy.__main__ import load_config
 from memoryx_deploy.filters import plain
+from tests.ansible_env import ansible_env
 
 ROOT = Path(__file__).resolve().parents[2]
 ADDRESSES = {"mx-llm-01": "192.168.31.10", "mx-embed-01": "192.168.31.65"}
 URL = "http://192.168.31.65:11436"
-NAMES = {"memoryx_stack", "memoryx_plan", "memoryx_client_config", "memoryx_client_env",
-         "memoryx_client_python"}
+GROUPS = {"llm_hosts": ["mx-llm-01"], "embedding_hosts": ["mx-embed-01"],
+          "gateway_hosts": ["mx-embed-01"]}
+NAMES = {"memoryx_stack", "memoryx_stack_from_variables", "memoryx_data_variables",
+         "memoryx_plan", "memoryx_client_config", "memoryx_client_env", "memoryx_client_python",
+         "memoryx_image_records", "memoryx_gpu_check", "memoryx_smoke_runs", "memoryx_smoke_todo",
+         "memoryx_smoke_failures"}
 
 
 def load_shim() -> ModuleType:
@@ -46,7 +50,7 @@ def config() -> dict[str, Any]:
     return load_config([ROOT / "group_vars" / "all" / "memoryx.yml"])
 
 
-def test_the_shim_exposes_the_five_filters(filters: dict[str, Any]) -> None:
+def test_the_shim_exposes_the_filters(filters: dict[str, Any]) -> None:
     assert set(filters) == NAMES
 
 
@@ -54,7 +58,14 @@ def test_filters_give_what_the_package_gives(filters: dict[str, Any],
                                              config: dict[str, Any]) -> None:
     stack = filters["memoryx_stack"](config, ADDRESSES)
     assert stack == build_stack(config, ADDRESSES)
-    assert filters["memoryx_plan"](config, ADDRESSES) == format_plan(stack)
+    assert filters["memoryx_plan"](stack) == format_plan(stack)
+    names = [f"memoryx_{key}" for key in config]
+    variables = {f"memoryx_{key}": value for key, value in config.items()}
+    assert filters["memoryx_stack_from_variables"](variables, names, ADDRESSES, GROUPS, {}) == stack
+    assert filters["memoryx_data_variables"](["memoryx_stack", "memoryx_images", "other"]) == [
+        "memoryx_images"]
+    assert filters["memoryx_image_records"](["nginx:1.28.0"]) == [
+        {"name": "nginx:1.28.0", "archive": "nginx_1.28.0.tar"}]
     settings = filters["memoryx_client_config"](stack, URL)
     assert settings == client_config(stack, URL)
     assert filters["memoryx_client_env"](settings) == render_env(settings)
@@ -96,9 +107,9 @@ def test_one_problem_is_singular_and_named_by_its_filter(filters: dict[str, Any]
                                                          config: dict[str, Any]) -> None:
     config["gpu_utilization_limit"] = "abc"
     with pytest.raises(AnsibleFilterError) as caught:
-        filters["memoryx_plan"](config, ADDRESSES)
+        filters["memoryx_stack"](config, ADDRESSES)
     assert caught.value.message == (
-        "memoryx_plan: the stack layout has 1 problem:\n"
+        "memoryx_stack: the stack layout has 1 problem:\n"
         " - memoryx_config: gpu_utilization_limit must be a number, got 'abc'")
     stack = build_stack(load_config([ROOT / "group_vars" / "all" / "memoryx.yml"]), ADDRESSES)
     with pytest.raises(AnsibleFilterError, match=r"^memoryx_client_config: .*\n - gateway_url"):
@@ -109,17 +120,31 @@ PLAYBOOK = """
 - hosts: localhost
   connection: local
   gather_facts: false
-  vars_files: [{root}/group_vars/all/memoryx.yml, {root}/group_vars/all/derived.yml]
+  vars_files: [{root}/group_vars/all/memoryx.yml]
+  vars:
+    config:
+      gpu_hosts: "{{{{ memoryx_gpu_hosts }}}}"
+      vllm_profiles: "{{{{ memoryx_vllm_profiles }}}}"
+      vllm_env: "{{{{ memoryx_vllm_env }}}}"
+      ollama: "{{{{ memoryx_ollama }}}}"
+      gateway: "{{{{ memoryx_gateway }}}}"
+      images: "{{{{ memoryx_images }}}}"
+      engines: "{{{{ memoryx_engines }}}}"
+      gpu_utilization_limit: "{{{{ memoryx_gpu_utilization_limit }}}}"
+      vllm_overhead_gib: "{{{{ memoryx_vllm_overhead_gib }}}}"
+      vllm_models_dir: "{{{{ memoryx_vllm_models_dir }}}}"
+      ollama_models_dir: "{{{{ memoryx_ollama_models_dir }}}}"
+    addresses: {{mx-llm-01: 10.99.0.10, mx-embed-01: 10.99.0.65}}
+    memoryx_stack: "{{{{ config | memoryx_stack(addresses) }}}}"
   tasks:
     - ansible.builtin.debug:
         msg: "members={{{{ memoryx_stack.pools.llama.members | map(attribute='name')
                 | join(',') }}}}"
     - ansible.builtin.debug:
-        msg: "{{{{ memoryx_stack | memoryx_client_config(memoryx_gateway_url)
+        msg: "{{{{ memoryx_stack | memoryx_client_config('http://10.99.0.65:11436')
                 | memoryx_client_env }}}}"
     - ansible.builtin.debug:
-        msg: "{{{{ memoryx_config | combine({{'vllm_overhead_gib': 'x'}})
-                | memoryx_plan(memoryx_addresses) }}}}"
+        msg: "{{{{ config | combine({{'vllm_overhead_gib': 'x'}}) | memoryx_stack(addresses) }}}}"
 """
 
 
@@ -128,13 +153,13 @@ def test_through_ansible_on_localhost(tmp_path: Path) -> None:
     """The lab inventory names the hosts; the play runs on localhost alone."""
     playbook = tmp_path / "play.yml"
     playbook.write_text(PLAYBOOK.format(root=ROOT))
-    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+    env = ansible_env()
     run = subprocess.run(
         [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "inventory/lab/hosts.yml", str(playbook)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
     out = run.stdout + run.stderr
     assert "members=llama-gpu0-0,llama-gpu0-1,llama-gpu1-0,llama-gpu1-1" in out
     assert "MEMORYX_LLAMA_BASE_URL=http://10.99.0.65:11436/v1" in out
-    assert ("memoryx_plan: the stack layout has 1 problem:\n"
+    assert ("memoryx_stack: the stack layout has 1 problem:\n"
             " - memoryx_config: vllm_overhead_gib must be a number, got 'x'") in out
     assert run.returncode == 2

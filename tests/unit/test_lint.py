@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.ansible_env import ansible_env
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 ROLES = sorted(p.name for p in (ROOT / "roles").iterdir() if (p / "tasks").is_dir())
@@ -17,7 +19,7 @@ PYTHON = ["memoryx_deploy", "plugins/filter", "lab/simulators", "bench", "tests"
 
 
 def run(*argv: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "NO_COLOR": "1", **extra_env}
+    env = ansible_env(NO_COLOR="1", **extra_env)
     env["PATH"] = f"{BIN}:{os.environ['PATH']}"
     return subprocess.run(list(argv), cwd=ROOT, env=env, text=True, capture_output=True, timeout=900)
 

@@ -281,3 +281,14 @@ def test_ollama_python_client(pulled: Server) -> None:
     assert len(response.embeddings) == 2
     assert len(response.embeddings[0]) == 1024
     assert [m.model for m in client.list().models] == ["bge-m3:latest"]
+
+
+def test_show_describes_a_pulled_model_and_404s_others(server: Server) -> None:
+    assert server.json("POST", "/api/show", {"model": "bge-m3"})[0] == 404
+    server.request("POST", "/api/pull", {"model": "bge-m3", "stream": False})
+    status, body = server.json("POST", "/api/show", {"model": "bge-m3"})
+    assert status == 200
+    assert body["details"]["family"] == "bert"
+    assert body["model_info"]["bert.embedding_length"] == 1024
+    assert body["capabilities"] == ["embedding"]
+    assert server.json("POST", "/api/show", {}) == (400, {"error": "model is required"})

@@ -8,7 +8,6 @@ limited away (`--limit localhost`) or only listed (`--list-hosts`,
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,9 +15,14 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.ansible_env import ansible_env
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 PROD = "inventory/production/hosts.yml"
+# Production refuses a gateway without API keys (they come from its Vault): a test key.
+KEYS = ["-e", json.dumps({"vault_memoryx_gateway_api_keys": [
+    {"name": "tests", "key": "tests-key-0123456789abcdef"}]})]
 PLAYBOOKS = [
     "site.yml",
     *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "playbooks").glob("*.yml")),
@@ -26,7 +30,7 @@ PLAYBOOKS = [
 
 
 def ansible_playbook(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+    env = ansible_env()
     return subprocess.run(
         [str(BIN / "ansible-playbook"), *args],
         cwd=ROOT,
@@ -55,17 +59,21 @@ def test_production_hosts_in_their_groups() -> None:
     run = ansible_playbook("-i", PROD, "site.yml", "--list-hosts")
     assert run.returncode == 0, run.stderr
     plays = run.stdout.split("play #")
-    llm = next(p for p in plays if "LLM hosts" in p)
-    gateway = next(p for p in plays if "Gateway" in p)
-    assert "mx-llm-01" in llm and "mx-embed-01" not in llm
-    assert "mx-embed-01" in gateway and "mx-llm-01" not in gateway
+    preflight = next(p for p in plays if "Preflight - build" in p)
+    services = next(p for p in plays if "Services - each host" in p)
+    verify_llm = next(p for p in plays if "Verify - every instance" in p)
+    verify_gateway = next(p for p in plays if "Verify - the gateway" in p)
+    assert "localhost" in preflight and "mx-" not in preflight
+    assert "mx-llm-01" in services and "mx-embed-01" in services
+    assert "mx-llm-01" in verify_llm and "mx-embed-01" not in verify_llm
+    assert "mx-embed-01" in verify_gateway and "mx-llm-01" not in verify_gateway
 
 
 @pytest.mark.parametrize("entry", ["site.yml", "playbooks/client_config.yml"])
 def test_group_vars_reach_top_level_and_subfolder_playbooks(entry: str, tmp_path: Path) -> None:
     """group_vars/ must be seen by site.yml's imports and by playbooks/*.yml run directly."""
     run = ansible_playbook(
-        "-i", PROD, entry, "--limit", "localhost", "-e", f"memoryx_client_config_dir={tmp_path}"
+        "-i", PROD, entry, "--limit", "localhost", "-e", f"memoryx_client_config_dir={tmp_path}", *KEYS
     )
     assert run.returncode == 0, run.stdout + run.stderr
     client = json.loads((tmp_path / "config.json").read_text())
@@ -74,7 +82,7 @@ def test_group_vars_reach_top_level_and_subfolder_playbooks(entry: str, tmp_path
 
 
 def test_plan_prints_every_gpu() -> None:
-    run = ansible_playbook("-i", PROD, "playbooks/plan.yml")
+    run = ansible_playbook("-i", PROD, "playbooks/plan.yml", *KEYS)
     assert run.returncode == 0, run.stdout + run.stderr
     for needle in ["llama-gpu0-0", "llama-gpu1-1", "qwen-gpu2", "bge-gpu1", "11405"]:
         assert needle in run.stdout
@@ -88,7 +96,7 @@ def test_preflight_refuses_a_bad_layout_before_any_host(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yml"
     bad.write_text(yaml.safe_dump({"memoryx_gpu_hosts": hosts}))
     # --limit localhost: even a preflight that wrongly passed could not reach a host.
-    run = ansible_playbook("-i", PROD, "site.yml", "--limit", "localhost", "-e", f"@{bad}")
+    run = ansible_playbook("-i", PROD, "site.yml", "--limit", "localhost", "-e", f"@{bad}", *KEYS)
     assert run.returncode != 0
     out = run.stdout + run.stderr
     assert "memoryx_stack" in out
@@ -110,22 +118,75 @@ def test_a_group_vars_edit_is_followed_everywhere(tmp_path: Path) -> None:
     layout = tmp_path / "layout.yml"
     layout.write_text(yaml.safe_dump({"memoryx_gpu_hosts": hosts}))
 
-    plan = ansible_playbook("-i", PROD, "playbooks/plan.yml", "-e", f"@{layout}")
+    plan = ansible_playbook("-i", PROD, "playbooks/plan.yml", "-e", f"@{layout}", *KEYS)
     assert plan.returncode == 0, plan.stdout + plan.stderr
     gpu2 = next(line for line in plan.stdout.splitlines() if "mx-llm-01" in line and "qwen-gpu2" in line)
     assert "llama-gpu0-1" in gpu2 and "0.95" in gpu2
     assert any("mx-embed-01" in line and "bge-gpu2" in line and "11437" in line for line in plan.stdout.splitlines())
 
-    # What the roles receive (group_vars/all/roles.yml), evaluated on the controller alone.
-    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
-           "ANSIBLE_CALLBACK_RESULT_FORMAT": "json"}
-    seen = subprocess.run(
-        [str(BIN / "ansible"), "-i", PROD, "mx-embed-01", "--playbook-dir", "playbooks", "-e", f"@{layout}",
-         "-e", "ansible_connection=local", "-m", "ansible.builtin.debug",
-         "-a", json.dumps({"msg": "{{ nginx_unified_pools.bge.members | map(attribute='name') | list }}"
-                                  " {{ ollama_bge_instances | map(attribute='container_name') | list }}"})],
-        cwd=ROOT, env=env, text=True, capture_output=True, timeout=120,
-    )
-    assert seen.returncode == 0, seen.stdout + seen.stderr
-    message = json.loads(seen.stdout.split("=>", 1)[1])["msg"]
-    assert message == "['bge-gpu0', 'bge-gpu1', 'bge-gpu2'] ['ollama_bge_gpu0', 'ollama_bge_gpu1', 'ollama_bge_gpu2']"
+    # What each host's roles receive (group_vars/all/roles.yml): plan.yml's per-host play.
+    embed = plan.stdout[plan.stdout.index("ok: [mx-embed-01]"):]
+    assert "ollama: ollama_bge_gpu0, ollama_bge_gpu1, ollama_bge_gpu2;" in " ".join(embed.split())
+
+
+def sandbox_inventory(tmp_path: Path) -> Path:
+    """Production's inventory with its hosts on closed loopback ports: were the preflight to let
+    a run through, nothing could be reached (and no production address is ever contacted)."""
+    folder = tmp_path / "inventory"
+    folder.mkdir()
+    text = (ROOT / PROD).read_text()
+    text = text.replace("192.168.31.10", "127.0.0.10").replace("192.168.31.65", "127.0.0.65")
+    text = text.replace("    ansible_user: root", "    ansible_user: root\n    ansible_port: 9")
+    assert "192.168.31" not in text and "ansible_port: 9" in text
+    (folder / "hosts.yml").write_text(text)
+    return folder
+
+
+def refused_before_any_host(inventory: Path, *extra: str) -> str:
+    run = ansible_playbook("-i", str(inventory / "hosts.yml"), "site.yml", *KEYS, *extra)
+    out = run.stdout + run.stderr
+    assert run.returncode != 0, out
+    assert "PLAY [Docker hosts" not in out  # the run stopped in the preflight
+    return out
+
+
+def test_a_variable_overridden_for_one_group_is_refused(tmp_path: Path) -> None:
+    inventory = sandbox_inventory(tmp_path)
+    (inventory / "group_vars" / "gateway_hosts").mkdir(parents=True)
+    (inventory / "group_vars" / "gateway_hosts" / "main.yml").write_text(
+        "memoryx_gateway:\n  host: mx-embed-01\n  port: 11500\n  routes: []\n")
+    out = refused_before_any_host(inventory)
+    assert ("variable memoryx_gateway is set for inventory group gateway_hosts only "
+            f"({(inventory / 'group_vars/gateway_hosts/main.yml').resolve()}): the controller "
+            "would validate and plan one stack while gateway_hosts deploys another; set it for "
+            "all hosts (group_vars/all)") in out
+
+
+def test_a_host_outside_its_group_is_refused(tmp_path: Path) -> None:
+    inventory = sandbox_inventory(tmp_path)
+    hosts = inventory / "hosts.yml"
+    data = yaml.safe_load(hosts.read_text())
+    children = data["all"]["children"]["gpu_hosts"]["children"]
+    children["other_hosts"] = {"hosts": children["llm_hosts"].pop("hosts")}
+    hosts.write_text(yaml.safe_dump(data))
+    out = refused_before_any_host(inventory)
+    assert ("mx-llm-01 runs vllm instances llama-gpu0-0, llama-gpu0-1, llama-gpu1-0, llama-gpu1-1, "
+            "qwen-gpu2 but is not in inventory group llm_hosts (it has no hosts)") in out
+
+
+def test_a_misspelt_variable_is_refused_by_name(tmp_path: Path) -> None:
+    inventory = sandbox_inventory(tmp_path)
+    out = refused_before_any_host(inventory, "-e", "memoryx_image_sorce=archive")
+    assert ("variable memoryx_image_sorce is not a memoryx-deploy variable; "
+            "did you mean memoryx_image_source?") in out
+
+
+def test_the_lab_runs_its_simulators_from_archives() -> None:
+    """Every lab host, and the controller that plans for them, sees the lab's images: nothing in
+    the lab pulls from a registry it cannot reach."""
+    run = ansible_playbook("playbooks/plan.yml")
+    assert run.returncode == 0, run.stdout + run.stderr
+    out = " ".join(run.stdout.split())
+    assert "images (archive): memoryx-lab/vllm-sim:lab;" in out
+    assert "images (archive): memoryx-lab/ollama-sim:lab, memoryx-lab/nginx:bookworm;" in out
+    assert "vllm/vllm-openai" not in out and "ollama/ollama" not in out

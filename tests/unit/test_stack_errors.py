@@ -376,7 +376,7 @@ def test_missing_and_unknown_settings(config: dict[str, Any]) -> None:
     config["vllm_models_dir"] = "models"
     config["gpu_host"] = {}
     assert problems(config) == [
-        "memoryx_config: unknown key 'gpu_host' (allowed: gateway, gpu_hosts, "
+        "memoryx_config: unknown key 'gpu_host' (allowed: containers, engines, gateway, gpu_hosts, "
         "gpu_utilization_limit, images, ollama, ollama_models_dir, vllm_env, "
         "vllm_models_dir, vllm_overhead_gib, vllm_profiles)",
         "memoryx_config: images is required",
@@ -445,3 +445,89 @@ def test_junk_anywhere_gives_stack_error_or_a_stack(config: dict[str, Any], junk
     assert len(refusals) > 50
     assert all(lines for lines in refusals)
     assert all(line and "\n" not in line for lines in refusals for line in lines)
+
+
+# --- engines: compute capability gate and vLLM's real flags (issue 8) -------------------------
+
+def test_an_image_without_compute_7_0_is_refused_on_the_v100s(config: dict[str, Any]) -> None:
+    config["images"]["vllm"] = "vllm/vllm-openai:v0.20.0"
+    found = problems(config)
+    assert len(found) == 5
+    assert found[0] == (
+        "vllm instance 'llama-gpu0-0': image 'vllm/vllm-openai:v0.20.0' runs on compute "
+        "capability 7.5, 8.0, 8.6, 8.9, 9.0, 10.0, 11.0, 12.0 (memoryx_engines), but mx-llm-01 "
+        "GPU 0 (Tesla V100-SXM2-32GB) has compute capability 7.0")
+    assert [line.split("'")[1] for line in found] == [
+        "llama-gpu0-0", "llama-gpu0-1", "llama-gpu1-0", "llama-gpu1-1", "qwen-gpu2"]
+
+
+def test_an_ollama_build_without_pascal_is_refused_on_the_p40s(config: dict[str, Any]) -> None:
+    config["engines"]["ollama/ollama:0.13.0"]["compute_capabilities"] = ["7.5", "8.0", "9.0"]
+    assert problems(config) == [
+        f"ollama instance 'bge-gpu{i}': image 'ollama/ollama:0.13.0' runs on compute capability "
+        f"7.5, 8.0, 9.0 (memoryx_engines), but mx-embed-01 GPU {i} (Tesla P40) has compute "
+        "capability 6.1" for i in (0, 1)]
+
+
+def test_an_image_not_described_is_refused_once(config: dict[str, Any]) -> None:
+    config["images"]["vllm"] = "vllm/vllm-openai:v0.21.0"
+    assert problems(config) == [
+        "engines: image 'vllm/vllm-openai:v0.21.0' (vllm instances llama-gpu0-0, llama-gpu0-1, "
+        "llama-gpu1-0, llama-gpu1-1, qwen-gpu2) is not in memoryx_engines; describe the compute "
+        "capabilities, driver and version it has (docs/engines.md)"]
+
+
+def test_an_image_of_the_other_engine(config: dict[str, Any]) -> None:
+    llm_gpu(config, 2)[0]["image"] = "ollama/ollama:0.13.0"
+    assert problems(config) == [
+        "vllm instance 'qwen-gpu2': image 'ollama/ollama:0.13.0' is a ollama engine in "
+        "memoryx_engines, not a vllm one"]
+
+
+def test_a_gpu_of_unknown_capability_needs_it_declared(config: dict[str, Any]) -> None:
+    gpus = config["gpu_hosts"]["mx-llm-01"]["gpus"]
+    gpus[2]["name"] = "NVIDIA RTX 9999"
+    gpus[1]["compute_capability"] = "seven"
+    assert problems(config) == [
+        "mx-llm-01 gpus[1]: compute_capability must be like \"7.0\", got 'seven'",
+        "mx-llm-01 gpus[2]: the compute capability of 'NVIDIA RTX 9999' is not known; set "
+        "compute_capability (nvidia-smi --query-gpu=compute_cap prints it)"]
+    gpus[1]["compute_capability"] = "7.0"
+    gpus[2]["compute_capability"] = "8.9"
+    assert build_stack(config, ADDRESSES)["hosts"]["mx-llm-01"]["gpus"][2]["name"] == (
+        "NVIDIA RTX 9999")
+
+
+def test_an_args_typo_is_refused_with_a_suggestion(config: dict[str, Any]) -> None:
+    """Before issue 8 this was accepted: the memory checks kept the profile's share and
+    `--gpu-memory-utilisation 0.6` reached the container, which vLLM refuses."""
+    llm_gpu(config, 0)[1]["args"] = {"gpu_memory_utilisation": 0.6}
+    version = config["engines"][config["images"]["vllm"]]["version"]
+    assert problems(config) == [
+        f"vllm instance 'llama-gpu0-1': args.gpu_memory_utilisation is not a flag of vLLM "
+        f"{version} (image '{config['images']['vllm']}'); did you mean gpu_memory_utilization?"]
+
+
+def test_a_profile_typo_is_reported_once_for_all_its_instances(config: dict[str, Any]) -> None:
+    profile(config, "llama3.1-8b")["args"]["enable-prefix-cachng"] = True
+    profile(config, "qwen2.5-14b")["args"]["dtype"] = "bf16"
+    image = config["images"]["vllm"]
+    version = config["engines"][image]["version"]
+    assert problems(config) == [
+        f"vllm profile 'llama3.1-8b': args.enable_prefix_cachng is not a flag of vLLM {version} "
+        f"(image '{image}'); did you mean enable_prefix_caching?",
+        f"vllm profile 'qwen2.5-14b': args.dtype must be one of auto, bfloat16, float, float16, "
+        f"float32, half in vLLM {version} (image '{image}'), got 'bf16'"]
+
+
+def test_a_flag_is_checked_against_the_instance_image_version(config: dict[str, Any]) -> None:
+    llm_gpu(config, 0)[0]["args"] = {"numa_bind": True}  # new in vLLM 0.20
+    assert problems(config)[0] == (
+        "vllm instance 'llama-gpu0-0': args.numa_bind is not a flag of vLLM 0.19.1 "
+        "(image 'vllm/vllm-openai:v0.19.1')")
+
+
+def test_broken_engine_data_is_named(config: dict[str, Any]) -> None:
+    config["engines"]["vllm/vllm-openai:v0.19.1"]["min_driver"] = 525
+    assert problems(config) == [
+        "engines 'vllm/vllm-openai:v0.19.1': min_driver must be a non-empty string, got 525"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import importlib.util
 import itertools
 import json
 import os
@@ -143,7 +144,8 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
     model.mkdir(parents=True)
     (model / "config.json").write_text(json.dumps({"max_position_embeddings": 131072}))
     # The stand-in driver's table, in the format lab/lab.sh writes to /etc/nvidia-sim/gpus.json.
-    gpus = [{"index": i, "name": "Tesla V100-SXM2-32GB", "memory_total_mib": 32768} for i in range(3)]
+    gpus = [{"index": i, "name": "Tesla V100-SXM2-32GB", "memory_total_mib": 32768, "compute_cap": "7.0"}
+            for i in range(3)]
     gpus_file = tmp_path / "gpus.json"
     gpus_file.write_text(json.dumps({"driver_version": "535.247.01", "gpus": gpus}))
     the_lab = Lab(tmp_path, model, gpus_file, tmp_path / "ledger")
@@ -202,13 +204,13 @@ def metric(text: str, name: str) -> float:
 def test_unknown_flag_fails_like_argparse(lab: Lab) -> None:
     sim = lab.start("--bogus")
     assert sim.wait_exit() == 2
-    assert "vllm: error: unrecognized arguments: --bogus" in sim.error_text()
+    assert "vllm serve: error: unrecognized arguments: --bogus" in sim.error_text()
 
 
 def test_bad_choice_is_refused(lab: Lab) -> None:
-    sim = lab.start("--block-size", "48")
+    sim = lab.start("--kv-cache-dtype", "fp4")  # the choices of the flag list, not the sim's
     assert sim.wait_exit() == 2
-    assert "argument --block-size: invalid choice: 48" in sim.error_text()
+    assert "argument --kv-cache-dtype: invalid choice: 'fp4'" in sim.error_text()
 
 
 @pytest.mark.parametrize("with_dir", [False, True])
@@ -554,3 +556,90 @@ def test_corrupt_config_json_fails_like_transformers(lab: Lab) -> None:
     assert sim.wait_exit() == 1
     expected = f"OSError: It looks like the config file at '{path / 'config.json'}' is not a valid JSON file."
     assert expected in sim.error_text()
+
+
+# --------------------------------------------------------------------------- issue 8: real flags, kernels, smoke
+
+FLAGS = json.loads((SIM.parent / "vllm-flags" / "vllm-flags-0.19.1.json").read_text())
+SMOKE = json.loads((SIM.parents[2] / "memoryx_deploy" / "data" / "smoke.json").read_text())["vllm"]
+STANDIN_TORCH = SIM.parent / "standin_torch"
+NO_KERNEL = "CUDA error: no kernel image is available for execution on the device"
+
+
+def load_sim() -> Any:
+    spec = importlib.util.spec_from_file_location("vllm_sim_flags", SIM)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    sys.dont_write_bytecode, before = True, sys.dont_write_bytecode  # keep the build context clean
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.dont_write_bytecode = before
+    return module
+
+
+def test_every_flag_of_the_generated_list_is_accepted() -> None:
+    module = load_sim()
+    parser = module.build_parser(FLAGS)
+    accepted = 0
+    for action in FLAGS["actions"]:
+        for option in action["options"]:
+            if action["kind"] != "value":
+                argv = [option]
+            else:
+                typed = module.MODELLED.get(action["dest"], (str, None))[0]
+                argv = [option, str((action["choices"] or ["1" if typed in (int, float) else "x"])[0])]
+            parser.parse_args(argv)  # SystemExit (a test failure) if refused
+            accepted += 1
+    assert accepted == sum(len(a["options"]) for a in FLAGS["actions"]) > 250
+
+
+def test_a_flag_vllm_does_not_have_is_refused(lab: Lab) -> None:
+    sim = lab.start("--swap-space", "4")  # a flag of older vLLM, not of 0.19.1
+    assert sim.wait_exit() == 2
+    assert "vllm serve: error: unrecognized arguments: --swap-space" in sim.error_text()
+
+
+def test_underscore_spelling_is_accepted_as_vllm_does(lab: Lab) -> None:
+    sim = lab.start("--max_num_seqs", "3", "--no-enable-prefix-caching")
+    sim.wait_healthy()
+    assert sim.json("GET", "/v1/models")[0] == 200
+
+
+def test_a_gpu_the_image_has_no_kernel_for_fails_as_torch_does(lab: Lab) -> None:
+    sim = lab.start(env={"VLLM_SIM_CUDA_ARCHS": "7.5 8.0 8.6 8.9 9.0 10.0 11.0 12.0+PTX"})
+    assert sim.wait_exit() == 1
+    text = sim.error_text()
+    assert "Tesla V100-SXM2-32GB with CUDA capability sm_70 is not compatible" in text
+    assert text.rstrip().endswith(NO_KERNEL)
+    assert lab.ledger_files() == []
+
+
+def test_a_gpu_in_the_image_arch_list_starts(lab: Lab) -> None:
+    lab.start(env={"VLLM_SIM_CUDA_ARCHS": "7.0 7.5 8.0 8.9 9.0 10.0 12.0"}).wait_healthy()
+
+
+def run_smoke(lab: Lab, archs: str, gpu: str = "1") -> subprocess.CompletedProcess[str]:
+    """The smoke command of memoryx_deploy/data/smoke.json, as the vLLM simulator image runs it
+    (python3 with the stand-in torch on its path)."""
+    env = {**lab.env(gpu, None), "PYTHONPATH": str(STANDIN_TORCH), "VLLM_SIM_CUDA_ARCHS": archs,
+           "PYTHONDONTWRITEBYTECODE": "1"}  # no __pycache__ in the image's build context
+    return subprocess.run([sys.executable, *SMOKE["args"]], env=env, capture_output=True,
+                          text=True, timeout=30, check=False)
+
+
+def test_the_smoke_command_passes_on_a_gpu_the_image_supports(lab: Lab) -> None:
+    result = run_smoke(lab, "7.0 7.5 8.0")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(SMOKE["expect"] + ": Tesla V100-SXM2-32GB compute 7.0")
+    assert "kernels for sm_70 sm_75 sm_80" in result.stdout
+
+
+def test_the_smoke_command_fails_with_torchs_words_elsewhere(lab: Lab) -> None:
+    result = run_smoke(lab, "7.5 8.0 12.0+PTX")
+    assert result.returncode == 1
+    assert SMOKE["expect"] not in result.stdout
+    assert "RuntimeError: " + NO_KERNEL in result.stderr
+    none = run_smoke(lab, "7.0", gpu="void")
+    assert none.returncode == 1 and "RuntimeError: No CUDA GPUs are available" in none.stderr

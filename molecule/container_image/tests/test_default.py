@@ -8,13 +8,19 @@ from typing import Any
 import yaml
 from conftest import ScenarioPlaybook
 
+from memoryx_deploy.containers import archive_name
+
 SCENARIO = Path(__file__).resolve().parent.parent
 PROJECT = SCENARIO.parent.parent
 ROLE_VARS = yaml.safe_load((SCENARIO / "converge.yml").read_text())[0]["tasks"][0]["vars"]
-IMAGE = ROLE_VARS["container_image_name"]
-ARCHIVE = IMAGE.replace("/", "_").replace(":", "_") + ".tar"
+IMAGE = "memoryx-lab/nginx:bookworm"
+ARCHIVE = archive_name(IMAGE)
 ARCHIVE_DIR = PROJECT / "lab" / "build" / "images"
 HOST_DIR = "/var/lib/memoryx/images"  # the role's default
+
+
+def test_converge_asks_for_the_image() -> None:
+    assert f"['{IMAGE}']" in ROLE_VARS["container_image_images"]
 
 
 def test_image_present_in_the_engine(host: Any) -> None:

@@ -9,24 +9,30 @@ from typing import Any
 import pytest
 import yaml
 
+from memoryx_deploy import build_stack
+
 SCENARIO = Path(__file__).resolve().parent.parent
 
 
-def converge_vars() -> dict[str, Any]:
-    """The role vars converge.yml gives, with the play's env resolved."""
-    play = yaml.safe_load((SCENARIO / "converge.yml").read_text())[0]
-    role_vars = dict(play["tasks"][0]["vars"])
-    env = play["vars"]["mxmol_ollama_env"]
-    role_vars["ollama_bge_instances"] = [{**item, "env": env} for item in role_vars["ollama_bge_instances"]]
-    return role_vars
+def converge_instances() -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The layout and the instances converge.yml gives the role: the same stacks, built from the
+    same layout (bge-gpu0 with the gateway on this host, bge-gpu1 with it elsewhere)."""
+    layout = yaml.safe_load((SCENARIO.parent / "shared" / "vars" / "layout.yml").read_text())["mxmol_layout"]
+    layout["engines"] = yaml.safe_load(
+        (SCENARIO.parents[1] / "group_vars" / "all" / "memoryx.yml").read_text())["memoryx_engines"]
+    addresses = yaml.safe_load((SCENARIO / "molecule.yml").read_text())[
+        "provisioner"]["inventory"]["group_vars"]["all"]["mxmol_addresses"]
+    here = build_stack(layout, addresses)["by_host"]["mx-embed-01"]["ollama_instances"]
+    elsewhere = build_stack({**layout, "gateway": {**layout["gateway"], "host": "mx-llm-01"}},
+                            addresses)["by_host"]["mx-embed-01"]["ollama_instances"]
+    return layout, [*here[:1], *elsewhere[1:]]
 
 
-VARS = converge_vars()
-INSTANCES = VARS["ollama_bge_instances"]
+LAYOUT, INSTANCES = converge_instances()
 BY_NAME = {item["name"]: item for item in INSTANCES}
-MODEL = VARS["ollama_bge_model"]
-MODELS_DIR = VARS["ollama_bge_models_dir"]
-DIM = VARS["ollama_bge_embedding_dim"]
+MODEL = LAYOUT["ollama"]["model"]
+MODELS_DIR = LAYOUT["ollama_models_dir"]
+DIM = LAYOUT["ollama"]["embedding_dim"]
 
 
 def inspect(host: Any, container: str) -> dict[str, Any]:

@@ -11,23 +11,21 @@ import pytest
 import yaml
 from conftest import ScenarioPlaybook
 
+from memoryx_deploy import build_stack
+
 SCENARIO = Path(__file__).resolve().parent.parent
 GPU_MIB = 32768
 
 
 def converge_data() -> tuple[list[dict[str, Any]], str]:
-    """The instances converge.yml gives the role (its own vars resolved) and the models dir."""
-    play = yaml.safe_load((SCENARIO / "converge.yml").read_text())[0]
-    role_vars = play["tasks"][0]["vars"]
-    resolved = {
-        "{{ mxmol_vllm_args }}": play["vars"]["mxmol_vllm_args"],
-        "{{ mxmol_vllm_env }}": play["vars"]["mxmol_vllm_env"],
-    }
-    instances = [
-        {key: resolved.get(value, value) if isinstance(value, str) else value for key, value in item.items()}
-        for item in role_vars["vllm_instance_instances"]
-    ]
-    return instances, role_vars["vllm_instance_models_dir"]
+    """The instances converge.yml gives the role: the same stack, built from the same layout."""
+    layout = yaml.safe_load((SCENARIO.parent / "shared" / "vars" / "layout.yml").read_text())["mxmol_layout"]
+    layout["engines"] = yaml.safe_load(
+        (SCENARIO.parents[1] / "group_vars" / "all" / "memoryx.yml").read_text())["memoryx_engines"]
+    addresses = yaml.safe_load((SCENARIO / "molecule.yml").read_text())[
+        "provisioner"]["inventory"]["group_vars"]["all"]["mxmol_addresses"]
+    stack = build_stack(layout, addresses)
+    return list(stack["by_host"]["mx-llm-01"]["vllm_instances"]), layout["vllm_models_dir"]
 
 
 INSTANCES, MODELS_DIR = converge_data()
@@ -67,6 +65,7 @@ def test_container_runs_exactly_the_args_and_env_of_the_data(host: Any, name: st
     item = BY_NAME[name]
     config = inspect(host, item["container_name"])["Config"]
     assert config["Cmd"] == item["args"]
+    assert config["Cmd"][:2] == ["--model", "/model_data/Meta-Llama-3.1-8B-Instruct-GPTQ-INT4"]
     assert config["Image"] == item["image"]
     env = dict(line.split("=", 1) for line in config["Env"])
     for key, value in item["env"].items():

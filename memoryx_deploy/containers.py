@@ -1,0 +1,147 @@
+"""Container records: everything Docker needs to run one instance, computed once, here.
+
+An instance's record is what `roles/docker_containers` hands to `community.docker.docker_container`
+as it is: image, command, environment, published ports, mounts, the GPU it is pinned to, labels,
+healthcheck, restart policy and stop timeout. The engines' own facts (the port an engine listens
+on inside its container, where its models are mounted) live in this module and nowhere else.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, TypedDict
+
+from memoryx_deploy.fields import Reader
+from memoryx_deploy.vllm_args import MODEL_DIR
+
+# vLLM's OpenAI server listens on 8000 inside its container (the image's default).
+VLLM_CONTAINER_PORT = 8000
+# Ollama listens on 11434 inside its container and keeps its models under /root/.ollama.
+OLLAMA_CONTAINER_PORT = 11434
+OLLAMA_CONTAINER_MODELS = "/root/.ollama"
+LOOPBACK = "127.0.0.1"
+# Docker's "10s"/"15m"/"1h30m" durations.
+DURATION = re.compile(r"^([0-9]+(ms|s|m|h))+$")
+CONTAINER_KEYS = ("restart_policy", "vllm_stop_timeout", "vllm_healthcheck_interval",
+                  "vllm_healthcheck_start_period", "ollama_stop_timeout")
+RESTART_POLICIES = ("always", "unless-stopped", "on-failure", "no")
+
+
+class Healthcheck(TypedDict):
+    test: list[str]
+    interval: str
+    timeout: str
+    retries: int
+    start_period: str
+
+
+class Container(TypedDict):
+    name: str
+    image: str
+    command: list[str] | None
+    env: dict[str, str]
+    published_ports: list[str]
+    volumes: list[str]
+    device_requests: list[dict[str, Any]]
+    labels: dict[str, str]
+    healthcheck: Healthcheck | None
+    restart_policy: str
+    stop_timeout: int
+
+
+@dataclass(frozen=True)
+class ContainerSettings:
+    """`memoryx_containers`: how every managed container runs."""
+
+    restart_policy: str = "always"
+    vllm_stop_timeout: int = 120
+    vllm_healthcheck_interval: str = "10s"
+    vllm_healthcheck_start_period: str = "15m"
+    ollama_stop_timeout: int = 30
+
+
+def read_container_settings(problems: list[str], data: object) -> ContainerSettings:
+    reader = Reader(problems, "containers", data, CONTAINER_KEYS)
+    defaults = ContainerSettings()
+    policy = reader.string("restart_policy", default=defaults.restart_policy)
+    if policy and policy not in RESTART_POLICIES:
+        reader.fail(f"restart_policy must be one of {', '.join(RESTART_POLICIES)}, got {policy!r}")
+    return ContainerSettings(
+        restart_policy=policy,
+        vllm_stop_timeout=reader.integer("vllm_stop_timeout", low=1,
+                                         default=defaults.vllm_stop_timeout),
+        vllm_healthcheck_interval=_duration(reader, "vllm_healthcheck_interval",
+                                            defaults.vllm_healthcheck_interval),
+        vllm_healthcheck_start_period=_duration(reader, "vllm_healthcheck_start_period",
+                                                defaults.vllm_healthcheck_start_period),
+        ollama_stop_timeout=reader.integer("ollama_stop_timeout", low=1,
+                                           default=defaults.ollama_stop_timeout),
+    )
+
+
+def _duration(reader: Reader, key: str, default: str) -> str:
+    value = reader.string(key, default=default)
+    if value and not DURATION.match(value):
+        reader.fail(f"{key} must be a duration such as 10s, 15m or 1h30m, got {value!r}")
+    return value
+
+
+def container_name(kind: str, instance: str) -> str:
+    """vllm_llama_gpu0_0: the container of instance llama-gpu0-0."""
+    return f"{kind}_{instance.replace('-', '_')}"
+
+
+def published(bind_address: str, port: int, container_port: int) -> list[str]:
+    """The host port on the address the gateway uses, and on loopback for checks on the host."""
+    addresses = [bind_address] if bind_address == LOOPBACK else [bind_address, LOOPBACK]
+    return [f"{address}:{port}:{container_port}" for address in addresses]
+
+
+def gpu_request(gpu: int) -> list[dict[str, Any]]:
+    # Docker stores count 0 beside explicit device IDs; say so, or every run recreates.
+    return [{"driver": "nvidia", "count": 0, "device_ids": [str(gpu)],
+             "capabilities": [["gpu"]]}]
+
+
+def labels(role: str, name: str, pool: str, gpu: int) -> dict[str, str]:
+    return {"memoryx.role": role, "memoryx.instance": name, "memoryx.pool": pool,
+            "memoryx.gpu": str(gpu)}
+
+
+def vllm_healthcheck(settings: ContainerSettings) -> Healthcheck:
+    """vLLM's /health from inside the container; readiness polls read its verdict."""
+    probe = (f"import urllib.request; urllib.request.urlopen("
+             f"'http://{LOOPBACK}:{VLLM_CONTAINER_PORT}/health', timeout=5)")
+    return Healthcheck(test=["CMD", "python3", "-c", probe],
+                       interval=settings.vllm_healthcheck_interval, timeout="10s", retries=3,
+                       start_period=settings.vllm_healthcheck_start_period)
+
+
+def vllm_container(*, name: str, image: str, command: list[str], env: dict[str, str],
+                   bind_address: str, port: int, gpu: int, pool: str, models_dir: str,
+                   settings: ContainerSettings) -> Container:
+    return Container(
+        name=container_name("vllm", name), image=image, command=command, env=env,
+        published_ports=published(bind_address, port, VLLM_CONTAINER_PORT),
+        volumes=[f"{models_dir}:{MODEL_DIR}:ro"], device_requests=gpu_request(gpu),
+        labels=labels("vllm", name, pool, gpu), healthcheck=vllm_healthcheck(settings),
+        restart_policy=settings.restart_policy, stop_timeout=settings.vllm_stop_timeout,
+    )
+
+
+def ollama_container(*, name: str, image: str, env: dict[str, str], bind_address: str,
+                     port: int, gpu: int, pool: str, models_dir: str,
+                     settings: ContainerSettings) -> Container:
+    return Container(
+        name=container_name("ollama", name), image=image, command=None, env=env,
+        published_ports=published(bind_address, port, OLLAMA_CONTAINER_PORT),
+        volumes=[f"{models_dir}:{OLLAMA_CONTAINER_MODELS}"], device_requests=gpu_request(gpu),
+        labels=labels("ollama", name, pool, gpu), healthcheck=None,
+        restart_policy=settings.restart_policy, stop_timeout=settings.ollama_stop_timeout,
+    )
+
+
+def archive_name(image: str) -> str:
+    """The docker-save archive of an image on air-gapped sites: `/` `:` `@` become `_`."""
+    return "".join("_" if char in "/:@" else char for char in image) + ".tar"

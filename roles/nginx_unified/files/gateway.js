@@ -1,0 +1,299 @@
+// MemoryX gateway (njs 0.7): model routing, member health, the model list, readiness, API keys.
+// Static code: every value it uses comes from two modules the role renders next to it
+// (found through js_path): gateway_data.js (models, pools, limits, health settings) and
+// api_keys.js (SHA-256 of each key -> the key's name; no key is ever stored in clear).
+import crypto from 'crypto';
+import fs from 'fs';
+import DATA from 'gateway_data.js';
+import KEYS from 'api_keys.js';
+
+// health endpoint per backend kind
+var HEALTH_PATHS = {vllm: '/health', ollama: '/api/version'};
+
+// "model": "...", found without parsing a large body (JSON.parse of many small objects
+// costs about 14 times the body, held until the request ends: njs has no garbage collector).
+var MODEL_FIELD = /"model"\s*:\s*("(?:[^"\\\x00-\x1f]|\\.)*")/g;
+// What the gateway reflects in a message or the access log: printable ASCII only.
+var PRINTABLE = /^[\x20-\x7e]{1,256}$/;
+var TOKEN = /^Bearer +([\x21-\x7e]+) *$/i;
+
+function has(object, key) {
+    return Object.prototype.hasOwnProperty.call(object, key);
+}
+
+function sendJson(r, status, body) {
+    r.headersOut['Content-Type'] = 'application/json';
+    r.return(status, JSON.stringify(body));
+}
+
+function sendError(r, status, message, param, code) {
+    sendJson(r, status, {error: {message: message, type: 'invalid_request_error', param: param, code: code}});
+}
+
+// js_set $mx_key_name: the name of the API key the request carries, '' when none matches.
+// The key is hashed and the hash looked up: exact, case-sensitive, any printable key.
+function keyName(r) {
+    try {
+        var header = r.headersIn.Authorization;
+        if (typeof header !== 'string' || header.length > DATA.max_key_header) {
+            return '';
+        }
+        var match = TOKEN.exec(header);
+        if (match === null) {
+            return '';
+        }
+        var digest = crypto.createHash('sha256').update(match[1]).digest('hex');
+        return has(KEYS, digest) ? KEYS[digest] : '';
+    } catch (e) {
+        return '';  // a header that is not even a string of bytes njs can match
+    }
+}
+
+// A small body is parsed whole (so a malformed one is refused here); a larger one is
+// scanned for its "model" field instead, and the engine judges the rest of its JSON.
+function findModel(text) {
+    if (text.length <= DATA.json_parse_limit) {
+        var body;
+        try {
+            body = JSON.parse(text);
+        } catch (e) {
+            return {status: 400, message: 'We could not parse the JSON body of your request. The request body must be a JSON object.', code: 'invalid_json'};
+        }
+        if (body === null || typeof body !== 'object' || Array.isArray(body)) {
+            return {status: 400, message: 'The request body must be a JSON object.', code: 'invalid_json'};
+        }
+        return {model: body.model};
+    }
+    if (!/^\s*\{/.test(text.substring(0, 64))) {
+        return {status: 400, message: 'The request body must be a JSON object.', code: 'invalid_json'};
+    }
+    // Every "model": "<string>" of the body: one distinct value routes; a nested one that
+    // differs (say, in metadata) makes the body ambiguous to route without parsing it.
+    var found = [];
+    try {
+        var match;
+        MODEL_FIELD.lastIndex = 0;
+        while ((match = MODEL_FIELD.exec(text)) !== null) {
+            var value = JSON.parse(match[1]);
+            if (found.indexOf(value) < 0) {
+                found.push(value);
+            }
+        }
+    } catch (e) {
+        return {status: 400, message: 'We could not parse the JSON body of your request. The request body must be a JSON object.', code: 'invalid_json'};
+    }
+    if (found.length > 1) {
+        return {status: 400, message: 'The request body names more than one model.', code: 'invalid_json'};
+    }
+    return {model: found.length ? found[0] : undefined};
+}
+
+// ---- member health. Open-source nginx has no active health checks and njs 0.7 no shared
+// memory, so the workers share one small state file: {time, down: {member: true}}. The first
+// request that finds it older than health.interval_ms (and takes the lock file) probes every
+// member (vLLM /health, Ollama /api/version; each probe at most js_fetch_timeout) and rewrites
+// it; every request then proxies to the upstream of its pool's members that answered (the
+// role renders one upstream per subset: pool_<name>__<1 per member in, 0 out>).
+
+function readHealth() {
+    try {
+        var state = JSON.parse(fs.readFileSync(DATA.health.file));
+        return typeof state.time === 'number' && state.down ? state : {time: 0, down: {}};
+    } catch (e) {
+        return {time: 0, down: {}};
+    }
+}
+
+function takeLock(now) {
+    var lock = DATA.health.file + '.lock';
+    try {
+        fs.writeFileSync(lock, String(now), {flag: 'wx'});
+        return true;
+    } catch (e) {
+        // held: steal it only from a prober that died (older than two probe timeouts)
+    }
+    try {
+        if (now - Number(fs.readFileSync(lock)) > DATA.health.lock_ms) {
+            fs.unlinkSync(lock);
+            fs.writeFileSync(lock, String(now), {flag: 'wx'});
+            return true;
+        }
+    } catch (e) {
+        // another request took it meanwhile
+    }
+    return false;
+}
+
+function releaseLock() {
+    try {
+        fs.unlinkSync(DATA.health.file + '.lock');
+    } catch (e) {
+        // already gone
+    }
+}
+
+// Probe every member; one already down is probed again only every 5 intervals, so that a
+// hung member makes the probing request wait for its timeout once per 5 intervals at most.
+// down: member -> time of its last failed probe.
+function probeAll(previous) {
+    var now = Date.now();
+    var down = {};
+    var checks = [];
+    Object.keys(DATA.pools).forEach(function (name) {
+        var pool = DATA.pools[name];
+        pool.members.forEach(function (member) {
+            if (member.drained) {
+                return;
+            }
+            var since = has(previous.down, member.name) ? Number(previous.down[member.name]) : 0;
+            if (since && now - since < 5 * DATA.health.interval_ms) {
+                down[member.name] = since;
+                return;
+            }
+            checks.push(probe(pool.kind, member).then(function (ok) { return {name: member.name, ok: ok}; }));
+        });
+    });
+    return Promise.all(checks).then(function (results) {
+        results.forEach(function (result) {
+            if (!result.ok) {
+                down[result.name] = now;
+            }
+        });
+        var state = {time: Date.now(), down: down};
+        try {
+            var tmp = DATA.health.file + '.' + process.pid;
+            fs.writeFileSync(tmp, JSON.stringify(state));
+            fs.renameSync(tmp, DATA.health.file);
+        } catch (e) {
+            // not writable: requests keep using whole pools
+        }
+        return state;
+    });
+}
+
+// Call next(health) with a fresh enough health state (probing first when it is stale).
+function withHealth(next) {
+    var health = readHealth();
+    var now = Date.now();
+    if (now - health.time < DATA.health.interval_ms || !takeLock(now)) {
+        next(health);
+        return;
+    }
+    probeAll(health).then(function (state) {
+        releaseLock();
+        next(state);
+    }, function () {
+        releaseLock();
+        next(health);
+    });
+}
+
+// The upstream of `pool` without its members that failed their last probe (the whole pool
+// when every member or none answered: nginx's passive checks then decide).
+function upstreamFor(pool, health) {
+    var live = DATA.pools[pool].members.filter(function (m) { return !m.drained; });
+    var bits = live.map(function (m) { return has(health.down, m.name) ? '0' : '1'; });
+    var up = bits.filter(function (b) { return b === '1'; }).length;
+    if (up === live.length || up === 0) {
+        return 'pool_' + pool;
+    }
+    if (live.length > DATA.health.max_subset_members) {
+        var first = bits.indexOf('0');
+        bits = live.map(function (m, i) { return i === first ? '0' : '1'; });
+    }
+    return 'pool_' + pool + '__' + bits.join('');
+}
+
+// js_content of fixed routes: pick the pool's healthy upstream, hand over to $mx_next.
+function pass(r) {
+    withHealth(function (health) {
+        r.variables.mx_upstream = upstreamFor(r.variables.mx_pool, health);
+        r.internalRedirect(r.variables.mx_next);
+    });
+}
+
+// js_content for route_by_model locations: read `model`, hand over to @pool_<name>.
+function route(r) {
+    var text;
+    try {
+        text = r.requestText;
+    } catch (e) {
+        text = null;
+    }
+    if (text === null) {
+        // the body went to a temporary file (client_body_buffer_size below the body limit)
+        sendError(r, 413, 'The request body is too large for the gateway to route.', null, 'request_too_large');
+        return;
+    }
+    var found = findModel(text === undefined ? '' : text);
+    if (found.status) {
+        sendError(r, found.status, found.message, null, found.code);
+        return;
+    }
+    var model = found.model;
+    if (typeof model !== 'string' || model.length === 0) {
+        sendError(r, 400, 'You must provide a model parameter.', 'model', null);
+        return;
+    }
+    var printable = PRINTABLE.test(model);
+    r.variables.mx_model = printable ? model : '(not printable)';
+    if (!has(DATA.models, model)) {
+        var named = printable ? 'The model `' + model + '` does not exist.' : 'The requested model does not exist.';
+        sendError(r, 404, named + ' Served models: ' + Object.keys(DATA.models).join(', '), 'model', 'model_not_found');
+        return;
+    }
+    var pool = DATA.models[model];
+    r.variables.mx_pool = pool;
+    withHealth(function (health) {
+        r.variables.mx_upstream = upstreamFor(pool, health);
+        r.internalRedirect('@pool_' + pool);
+    });
+}
+
+// GET /v1/models: every served model, OpenAI list shape.
+function models(r) {
+    var data = Object.keys(DATA.models).map(function (id) {
+        return {id: id, object: 'model', created: 0, owned_by: 'memoryx', pool: DATA.models[id]};
+    });
+    sendJson(r, 200, {object: 'list', data: data});
+}
+
+function memberUrl(kind, member) {
+    var host = member.address.indexOf(':') >= 0 ? '[' + member.address + ']' : member.address;
+    return 'http://' + host + ':' + member.port + HEALTH_PATHS[kind];
+}
+
+function probe(kind, member) {
+    return ngx.fetch(memberUrl(kind, member), {max_response_body_size: 4096})
+        .then(function (reply) { return reply.status >= 200 && reply.status < 300; })
+        .catch(function () { return false; });
+}
+
+// GET /ready: 200 when every pool has a live member, else 503. Counts only: no addresses.
+function ready(r) {
+    var names = Object.keys(DATA.pools);
+    var checks = names.map(function (name) {
+        var pool = DATA.pools[name];
+        var live = pool.members.filter(function (m) { return !m.drained; });
+        return Promise.all(live.map(function (m) { return probe(pool.kind, m); }))
+            .then(function (results) {
+                var up = results.filter(function (ok) { return ok; }).length;
+                return {
+                    name: name,
+                    state: {ready: up > 0, live: up, members: pool.members.length,
+                            drained: pool.members.length - live.length}
+                };
+            });
+    });
+    Promise.all(checks).then(function (states) {
+        var pools = {};
+        var allReady = true;
+        states.forEach(function (s) {
+            pools[s.name] = s.state;
+            allReady = allReady && s.state.ready;
+        });
+        sendJson(r, allReady ? 200 : 503, {status: allReady ? 'ready' : 'not_ready', pools: pools});
+    });
+}
+
+export default {route: route, pass: pass, models: models, ready: ready, keyName: keyName};

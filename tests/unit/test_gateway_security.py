@@ -1,0 +1,92 @@
+"""The gateway's security data (issue 9): authentication is on unless the data says "off"
+in so many words, and a key is named in messages, never shown."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from memoryx_deploy import StackError, build_stack
+from memoryx_deploy.__main__ import load_config
+
+ROOT = Path(__file__).resolve().parents[2]
+ADDRESSES = {"mx-llm-01": "192.168.31.10", "mx-embed-01": "192.168.31.65"}
+KEY = "sk-" + "0123456789abcdef" * 4
+
+
+@pytest.fixture
+def config() -> dict[str, Any]:
+    return copy.deepcopy(load_config([ROOT / "group_vars" / "all" / "memoryx.yml"]))
+
+
+def gateway_problems(config: dict[str, Any]) -> list[str]:
+    try:
+        build_stack(config, ADDRESSES)
+    except StackError as error:
+        return [p for p in error.problems if p.startswith("gateway")]
+    return []
+
+
+def test_the_data_asks_for_authentication(config: dict[str, Any]) -> None:
+    assert config["gateway"]["auth"] == "required"
+
+
+def test_required_without_keys_is_refused(config: dict[str, Any]) -> None:
+    config["gateway"]["api_keys"] = []
+    assert gateway_problems(config) == [
+        "gateway: auth is 'required' but api_keys is empty: put the keys in Vault "
+        "(vault_memoryx_gateway_api_keys: [{name: ..., key: ...}]) or set "
+        'memoryx_gateway.auth: "off" to run the gateway without authentication']
+
+
+def test_off_in_so_many_words_runs_without_keys(config: dict[str, Any]) -> None:
+    config["gateway"]["auth"] = "off"
+    config["gateway"]["api_keys"] = []
+    assert gateway_problems(config) == []
+
+
+@pytest.mark.parametrize("auth", [False, True, "no", "OFF", ""])
+def test_anything_but_required_or_off_is_refused(config: dict[str, Any], auth: object) -> None:
+    config["gateway"]["auth"] = auth
+    config["gateway"]["api_keys"] = [{"name": "memoryx", "key": KEY}]
+    [problem] = gateway_problems(config)
+    assert problem.startswith("gateway: auth must be 'required' or 'off'")
+
+
+def test_named_printable_keys_pass(config: dict[str, Any]) -> None:
+    config["gateway"]["api_keys"] = [
+        {"name": "memoryx", "key": KEY},
+        {"name": "batch.jobs", "key": "Kx9!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~" * 20},
+    ]
+    assert gateway_problems(config) == []
+
+
+def test_bad_keys_are_named_never_shown(config: dict[str, Any]) -> None:
+    secret = "has a space in it, sadly"
+    config["gateway"]["api_keys"] = [
+        {"name": "memoryx", "key": secret},
+        {"name": "memoryx", "key": KEY},
+        {"name": "bad name!", "key": KEY + "x"},
+        {"key": KEY + "y"},
+        "sk-plain-string-key-without-a-name",
+        {"name": "copy", "key": KEY},
+    ]
+    found = gateway_problems(config)
+    assert found == [
+        "gateway api_keys 'memoryx': key must be 16 to 1024 printable ASCII characters "
+        "without spaces (the key is not shown)",
+        "gateway api_keys 'memoryx': the name is listed twice",
+        "gateway api_keys[2]: name must match ^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+        "gateway api_keys[3]: must be a mapping with exactly name and key",
+        "gateway api_keys[4]: must be a mapping with exactly name and key",
+        "gateway api_keys: two entries hold the same key",
+    ]
+    assert not any(secret in p or KEY in p or "sk-plain" in p for p in found)
+
+
+def test_a_key_list_left_to_ansible_is_not_judged_by_the_cli(config: dict[str, Any]) -> None:
+    config["gateway"]["api_keys"] = "{{ memoryx_gateway_api_keys }}"
+    assert gateway_problems(config) == []

@@ -101,7 +101,10 @@ def bench_layouts(sizes: list[int]) -> str:
 
 def bench_lab() -> str:
     def sh(*argv: str) -> None:
-        subprocess.run(list(argv), cwd=ROOT, check=True, timeout=1200, env=ansible_env())
+        run = subprocess.run(list(argv), cwd=ROOT, timeout=1200, env=ansible_env(), text=True,
+                             capture_output=True, check=False)
+        if run.returncode != 0:
+            raise RuntimeError(f"{' '.join(argv)} failed:\n{run.stdout[-3000:]}{run.stderr[-2000:]}")
 
     sh("lab/lab.sh", "down")
     sh("lab/lab.sh", "up")

@@ -3,6 +3,7 @@ before Ansible's host_group_vars reports it without the file. A shim over memory
 
 import sys
 from pathlib import Path
+from typing import ClassVar
 
 from ansible.errors import AnsibleParserError
 from ansible.plugins.vars import BaseVarsPlugin
@@ -24,9 +25,9 @@ DOCUMENTATION = """
 """
 
 
-class VarsModule(BaseVarsPlugin):
+class VarsModule(BaseVarsPlugin):  # type: ignore[misc]
     REQUIRES_ENABLED = True
-    _checked: set[str] = set()
+    _checked: ClassVar[set[str]] = set()  # folders already read in this run
 
     def get_vars(self, loader: object, path: str, entities: object, cache: bool = True) -> dict[str, object]:
         super().get_vars(loader, path, entities)

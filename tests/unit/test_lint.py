@@ -15,7 +15,7 @@ from tests.ansible_env import ansible_env
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 ROLES = sorted(p.name for p in (ROOT / "roles").iterdir() if (p / "tasks").is_dir())
-PYTHON = ["memoryx_deploy", "plugins/filter", "lab/simulators", "bench", "tests"]
+PYTHON = ["memoryx_deploy", "plugins", "lab/simulators", "bench", "tests", "scripts/vllm-flags"]
 
 
 def run(*argv: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
@@ -44,6 +44,9 @@ def test_mypy_strict() -> None:
     assert result.returncode == 0, result.stdout[-4000:]
     result = run(str(BIN / "mypy"), "--strict", "bench/gateway_bench.py", MYPYPATH=str(ROOT / "tests/gateway"))
     assert result.returncode == 0, result.stdout[-4000:]
+    for script in ("bench/ansible_bench.py", "scripts/vllm-flags", "plugins/vars/memoryx_yaml.py"):
+        result = run(str(BIN / "mypy"), "--strict", script)
+        assert result.returncode == 0, script + result.stdout[-4000:]
     for simulator in sorted((ROOT / "lab/simulators").glob("*.py")):
         result = run(str(BIN / "mypy"), "--strict", str(simulator))
         assert result.returncode == 0, result.stdout[-4000:]

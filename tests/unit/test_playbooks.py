@@ -190,3 +190,10 @@ def test_the_lab_runs_its_simulators_from_archives() -> None:
     assert "images (archive): memoryx-lab/vllm-sim:lab;" in out
     assert "images (archive): memoryx-lab/ollama-sim:lab, memoryx-lab/nginx:bookworm;" in out
     assert "vllm/vllm-openai" not in out and "ollama/ollama" not in out
+
+
+def test_a_missing_image_archive_is_refused_by_the_preflight(tmp_path: Path) -> None:
+    run = ansible_playbook("playbooks/preflight.yml", "-e", f"memoryx_image_archive_dir={tmp_path}")
+    assert run.returncode != 0
+    assert (f"image memoryx-lab/vllm-sim:lab: archive {tmp_path}/memoryx-lab_vllm-sim_lab.tar "
+            "does not exist") in run.stdout + run.stderr

@@ -20,7 +20,9 @@ Run: .venv/bin/python bench/gateway_bench.py [--requests 400] [--ttft-ms 100] ..
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
+import io
 import json
 import statistics
 import sys
@@ -36,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "gateway"
 import harness as h
 import yaml
 
+from bench.figures import write_section
 from tests.portpick import free_port
 from tests.traffic import Traffic
 
@@ -174,6 +177,7 @@ def main() -> int:
     parser.add_argument("--reload-clients", type=int, default=8, help="reloads: client threads")
     parser.add_argument("--memory-clients", type=int, default=16, help="memory: clients")
     parser.add_argument("--hold-ms", type=float, default=3000.0, help="memory: sim TTFT")
+    parser.add_argument("--no-figures", action="store_true", help="do not write docs/figures.md")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="gwbench-") as tmp:
@@ -258,5 +262,21 @@ def main() -> int:
     return 0
 
 
+class Tee(io.StringIO):
+    """Prints as it goes and keeps what it printed (for docs/figures.md)."""
+
+    def write(self, text: str) -> int:
+        if sys.__stdout__ is not None:
+            sys.__stdout__.write(text)
+            sys.__stdout__.flush()
+        return super().write(text)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    printed = Tee()
+    with contextlib.redirect_stdout(printed):
+        status = main()
+    if status == 0 and "--no-figures" not in sys.argv:
+        write_section("Gateway: latency, scaling, reloads, memory",
+                      "python bench/gateway_bench.py " + " ".join(sys.argv[1:]), printed.getvalue())
+    sys.exit(status)

@@ -22,7 +22,7 @@ from memoryx_deploy.model import Gateway, Stack, StackError
 from memoryx_deploy.pools import build_pools, declaration_problems, declared_pools, route_problems
 from memoryx_deploy.scopes import scope_problems
 from memoryx_deploy.settings import read_settings
-from memoryx_deploy.variables import config_from_variables, unknown_problems
+from memoryx_deploy.variables import choice_problems, config_from_variables, unknown_problems
 
 Groups = Mapping[str, list[str]]
 
@@ -33,7 +33,7 @@ def stack_from_variables(variables: Mapping[str, Any], names: list[str],
     """The stack from the controller's memoryx_* `variables` (`names`: every memoryx_* variable
     it has), refusing misspelt and missing ones, and ones the inventory `sources` or the
     playbook folder's group_vars/host_vars set for some hosts only."""
-    problems = unknown_problems(names)
+    problems = unknown_problems(names) + choice_problems(variables)
     if sources is not None:
         problems += scope_problems(sources, playbook_dir, groups)
     config = config_from_variables(variables, problems)

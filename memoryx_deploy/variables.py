@@ -11,6 +11,7 @@ import difflib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from memoryx_deploy.fields import show
 from memoryx_deploy.model import CONFIG_KEYS
 
 PREFIX = "memoryx_"
@@ -60,3 +61,13 @@ def config_from_variables(variables: Mapping[str, Any], problems: list[str]) -> 
             problems.append(f"variable {name} is not defined: the stack needs it "
                             "(group_vars/all/memoryx.yml defines every stack variable)")
     return config
+
+
+CHOICES = {"memoryx_image_source": ("pull", "archive"), "memoryx_verify": ("always", "changed", "never")}
+
+
+def choice_problems(variables: Mapping[str, Any]) -> list[str]:
+    """The settings that take one of a few words."""
+    return [f"variable {name} must be one of {', '.join(choices)}, got {show(variables[name])}"
+            for name, choices in CHOICES.items()
+            if name in variables and variables[name] not in choices]

@@ -259,3 +259,11 @@ def test_ansible_names_the_file_of_a_yaml_error(tmp_path: Path) -> None:
     assert run.returncode != 0
     assert f"{broken}: line 3 column 1: not valid YAML" in run.stdout + run.stderr
     assert "TASK [" not in run.stdout
+
+
+def test_settings_that_take_one_of_a_few_words(variables: dict[str, Any]) -> None:
+    variables["memoryx_image_source"] = "registry"
+    variables["memoryx_verify"] = True
+    assert from_variables(variables) == [
+        "variable memoryx_image_source must be one of pull, archive, got 'registry'",
+        "variable memoryx_verify must be one of always, changed, never, got true"]

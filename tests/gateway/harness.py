@@ -61,9 +61,12 @@ def request(
     body: Any = None,
     headers: Mapping[str, str] | None = None,
     timeout: float = 30.0,
+    source: str | None = None,
 ) -> Reply:
-    """One HTTP/1.1 request to 127.0.0.1:port; a dict/list body is sent as JSON."""
-    conn = http.client.HTTPConnection(LOOPBACK, port, timeout=timeout)
+    """One HTTP/1.1 request to 127.0.0.1:port, from the loopback address `source` if given
+    (the gateway's per-client limits count each address); a dict/list body is sent as JSON."""
+    conn = http.client.HTTPConnection(LOOPBACK, port, timeout=timeout,
+                                      source_address=(source, 0) if source else None)
     try:
         data = body if isinstance(body, bytes | None) else json.dumps(body).encode()
         sent = {"Content-Type": "application/json", **(headers or {})}

@@ -2,12 +2,13 @@
 """Gateway benchmark (prints figures; not a test). Loopback only, bounded, stops by itself.
 
 (a) latency the gateway adds: p50/p99 of N sequential requests to a zero-latency vLLM
-    simulator, direct (kept-alive connection) vs through nginx (client keep-alive is off by
-    default, so this includes a new TCP connection per request);
+    simulator over one kept-alive connection, direct vs through the gateway (client side +
+    router) in plain HTTP, and in TLS (1.3, verifying the site CA): the TLS cost separately;
 (b) scaling: simulators holding a fixed TTFT and --max-num-seqs, 1, 2 and 4 Llama members
     behind the gateway at a fixed client concurrency, throughput as a share of linear scaling;
-(c) reloads under traffic: clients without retries send one-token chats (streamed and not)
-    while the gateway reloads, with client keep-alive on and off; requests lost each way;
+(c) reloads under traffic: clients without retries (openai, keep-alive) send one-token chats
+    (streamed and not) while the gateway reloads: the router (any configuration change), the
+    client side itself (its own file or the certificate), and the router with keep-alive off;
 (d) worst-case memory: N clients (16) send the largest body a chat accepts at once, to a
     simulator that holds each request for --hold-ms; peak resident memory of nginx (master +
     workers) over its idle figure, for a body of one long string and one of many small JSON
@@ -24,6 +25,7 @@ import contextlib
 import http.client
 import io
 import json
+import ssl
 import statistics
 import sys
 import tempfile
@@ -54,9 +56,10 @@ def parse_size(size: str) -> int:
     return int(size[:-1]) * units[size[-1].lower()] if size[-1].isalpha() else int(size)
 
 
-def timed_requests(port: int, count: int) -> list[float]:
-    """Sequential chat requests over one kept-alive connection; seconds each."""
-    conn = http.client.HTTPConnection(h.LOOPBACK, port, timeout=30)
+def timed_requests(port: int, count: int, tls: ssl.SSLContext | None = None) -> list[float]:
+    """Sequential chat requests over one kept-alive connection (TLS with `tls`); seconds each."""
+    conn = (http.client.HTTPSConnection(h.LOOPBACK, port, timeout=30, context=tls) if tls
+            else http.client.HTTPConnection(h.LOOPBACK, port, timeout=30))
     times = []
     try:
         for _ in range(count):
@@ -87,21 +90,32 @@ def throughput(port: int, concurrency: int, total: int) -> float:
     return per_client * concurrency / (time.perf_counter() - start)
 
 
-def variant(work: Path, name: str, members: list[h.Process], keepalive: str = "0") -> h.Variant:
+def variant(work: Path, name: str, members: list[h.Process],
+            keepalive: str = DEFAULTS["nginx_unified_client_keepalive_timeout"],
+            tls: bool = False) -> h.Variant:
     pools = {"llama": h.pool("vllm", "llama3.1-8b", members)}
+    extra: dict[str, object] = {"nginx_unified_client_keepalive_timeout": keepalive}
+    if tls:  # TLS on the variant's port, plain HTTP on another (the same client side)
+        extra |= {"nginx_unified_tls": True, "nginx_unified_http_port": free_port(),
+                  "nginx_unified_tls_site_ca": {"dir": str(work / "pki"),
+                                                "names": ["localhost", h.LOOPBACK]}}
     return h.Variant(name, free_port(), work / name, work / name, pools, routes=ROUTES,
-                     models=dict(MODELS),
-                     extra={"nginx_unified_client_keepalive_timeout": keepalive})
+                     models=dict(MODELS), extra=extra)
 
 
-def lost_in_reloads(var: h.Variant, reloads: int, clients: int) -> tuple[int, int]:
-    """(sent, lost) for `clients` no-retry clients while the gateway reloads `reloads` times."""
+def lost_in_reloads(var: h.Variant, reloads: int, clients: int,
+                    front: bool = False) -> tuple[int, int]:
+    """(sent, lost) for `clients` no-retry clients while the gateway reloads `reloads` times
+    (the router, or with `front` the client side)."""
     gw = h.start_gateway(var.runtime, var.port)
     try:
         url = f"http://{h.LOOPBACK}:{var.port}/v1"
         with Traffic(url, "unused", "llama3.1-8b", workers=clients, max_tokens=1) as traffic:
             for _ in range(reloads):
-                gw.reload()
+                if front:
+                    gw.reload_front()
+                else:
+                    gw.reload()
     finally:
         gw.stop()
     return traffic.tally.sent, traffic.tally.failed
@@ -110,7 +124,7 @@ def lost_in_reloads(var: h.Variant, reloads: int, clients: int) -> tuple[int, in
 def rss_kib(gw: h.Gateway) -> int:
     """Resident memory of the nginx master and its workers, KiB."""
     total = 0
-    for pid in (gw.proc.pid, *gw.workers()):
+    for pid in gw.nginx_pids():
         try:
             status = Path(f"/proc/{pid}/status").read_text()
         except FileNotFoundError:
@@ -194,30 +208,43 @@ def main() -> int:
             sims = [zero, *fixed, hold]
             for sim in sims:
                 h.await_vllm(sim)
-            variants = [variant(work, "latency", [zero])]
+            latency = variant(work, "latency", [zero], tls=True)
+            variants = [latency]
             variants += [variant(work, f"scale{n}", fixed[:n]) for n in (1, 2, 4)]
-            keepalives = {"75s": variant(work, "keepalive-on", [zero], "75s"),
-                          "0 (default)": variant(work, "keepalive-off", [zero])}
-            variants += keepalives.values()
+            keepalive = variant(work, "keepalive-on", [zero])
+            reload_runs = {"router, keep-alive 75s": (keepalive, False),
+                           "client side, 75s": (keepalive, True),
+                           "router, keep-alive 0": (variant(work, "keepalive-off", [zero], "0"),
+                                                    False)}
+            variants += [keepalive, reload_runs["router, keep-alive 0"][0]]
             memory = variant(work, "memory", [hold])
             variants.append(memory)
             h.render(variants, work)
 
-            gw = h.start_gateway(variants[0].runtime, variants[0].port)
+            plain_port = int(latency.extra["nginx_unified_http_port"])
+            gw = h.start_gateway(latency.runtime, latency.port, health_port=plain_port)
             gateways.append(gw)
+            trust = ssl.create_default_context(cafile=str(work / "pki" / "ca.crt"))
+            trust.check_hostname = False  # connecting to 127.0.0.1, a name of the certificate
             timed_requests(zero.port, 20)
-            timed_requests(gw.port, 20)  # warm up both paths
+            timed_requests(plain_port, 20)  # warm up every path
+            timed_requests(gw.port, 20, trust)
             direct = timed_requests(zero.port, args.requests)
-            via = timed_requests(gw.port, args.requests)
+            via = timed_requests(plain_port, args.requests)
+            via_tls = timed_requests(gw.port, args.requests, trust)
             gw.stop()
-            print(f"(a) added latency, {args.requests} sequential requests, zero-latency simulator")
-            print(f"    {'path':<10}{'p50 ms':>10}{'p99 ms':>10}")
-            for label, times in (("direct", direct), ("gateway", via)):
-                print(f"    {label:<10}{1000 * statistics.median(times):>10.2f}"
+            print(f"(a) added latency, {args.requests} sequential requests over one kept-alive "
+                  "connection, zero-latency simulator")
+            print(f"    {'path':<16}{'p50 ms':>10}{'p99 ms':>10}")
+            for label, times in (("direct", direct), ("gateway HTTP", via),
+                                 ("gateway TLS 1.3", via_tls)):
+                print(f"    {label:<16}{1000 * statistics.median(times):>10.2f}"
                       f"{1000 * percentile(times, 0.99):>10.2f}")
-            added_p50 = statistics.median(via) - statistics.median(direct)
-            added_p99 = percentile(via, 0.99) - percentile(direct, 0.99)
-            print(f"    {'added':<10}{1000 * added_p50:>10.2f}{1000 * added_p99:>10.2f}")
+            for label, slow, fast in (("added, HTTP", via, direct), ("added, TLS", via_tls, direct),
+                                      ("TLS cost", via_tls, via)):
+                print(f"    {label:<16}"
+                      f"{1000 * (statistics.median(slow) - statistics.median(fast)):>10.2f}"
+                      f"{1000 * (percentile(slow, 0.99) - percentile(fast, 0.99)):>10.2f}")
 
             print(f"\n(b) scaling: TTFT {args.ttft_ms:.0f} ms, max_tokens 1, "
                   f"--max-num-seqs {args.max_num_seqs}, {args.concurrency} clients, "
@@ -235,10 +262,10 @@ def main() -> int:
 
             print(f"\n(c) reloads under traffic: {args.reloads} reloads, {args.reload_clients} "
                   "clients without retries, one-token chats, streamed and not")
-            print(f"    {'client keep-alive':<20}{'sent':>8}{'lost':>8}")
-            for label, var in keepalives.items():
-                sent, lost = lost_in_reloads(var, args.reloads, args.reload_clients)
-                print(f"    {label:<20}{sent:>8}{lost:>8}")
+            print(f"    {'nginx reloaded':<24}{'sent':>8}{'lost':>8}")
+            for label, (var, front) in reload_runs.items():
+                sent, lost = lost_in_reloads(var, args.reloads, args.reload_clients, front)
+                print(f"    {label:<24}{sent:>8}{lost:>8}")
 
             size = parse_size(DEFAULTS["nginx_unified_client_max_body_size"])
             slots = DEFAULTS["nginx_unified_large_body_slots"]

@@ -4,7 +4,8 @@
 #
 #   lab/lab.sh images   build the lab images (skips what is up to date) and
 #                       save the deployable ones to lab/build/images/*.tar
-#   lab/lab.sh up       network memoryx-lab, repo stand-in, two hosts, probe
+#   lab/lab.sh up       network memoryx-lab, repo stand-in, registry (with the
+#                       simulator images under production's names), two hosts, probe
 #   lab/lab.sh down     remove the lab containers, volumes and network
 #   lab/lab.sh status   show what exists
 #
@@ -25,6 +26,14 @@ NETWORK=memoryx-lab
 SUBNET=10.99.0.0/24
 REPO_NAME=mx-lab-nvidia-repo
 REPO_IP=10.99.0.5
+REGISTRY_NAME=mx-lab-registry
+REGISTRY_IP=10.99.0.6
+REGISTRY=$REGISTRY_IP:5000
+REGISTRY_USER=memoryx-lab
+REGISTRY_DIR=$BUILD_DIR/registry
+PKI_DIR=$BUILD_DIR/pki
+# The controller's Docker client logs in with a config of the lab's own, never ~/.docker.
+LAB_DOCKER_CONFIG=$BUILD_DIR/docker
 PROBE_NAME=mx-lab-probe
 PROBE_IP=10.99.0.99
 # container name | inventory hostname | address
@@ -36,6 +45,7 @@ BASE_IMAGE=memoryx-lab/debian:bookworm
 HOST_IMAGE=memoryx-lab/host:bookworm
 NGINX_IMAGE=memoryx-lab/nginx:bookworm
 REPO_IMAGE=memoryx-lab/nvidia-repo:lab
+REGISTRY_IMAGE=memoryx-lab/registry:lab
 VLLM_IMAGE=memoryx-lab/vllm-sim:lab
 OLLAMA_IMAGE=memoryx-lab/ollama-sim:lab
 VLLM_NO_SM70_IMAGE=memoryx-lab/vllm-sim:no-sm70
@@ -150,6 +160,7 @@ cmd_images() {
   build_image "$HOST_IMAGE" "$LAB_DIR/images/host/Dockerfile" "$LAB_DIR/images/host"
   build_image "$NGINX_IMAGE" "$LAB_DIR/images/nginx/Dockerfile" "$LAB_DIR/images/nginx"
   build_image "$REPO_IMAGE" "$LAB_DIR/images/nvidia-repo/Dockerfile" "$LAB_DIR/nvidia"
+  build_image "$REGISTRY_IMAGE" "$LAB_DIR/images/registry/Dockerfile" "$LAB_DIR/images/registry"
   local sim=$LAB_DIR/simulators kind
   for kind in vllm ollama; do
     if [[ -f $sim/Dockerfile.$kind ]]; then
@@ -270,16 +281,106 @@ host_ready() {  # NAME IP: systemd up (running or degraded) and sshd answering
   docker exec "$PROBE_NAME" python3 -c "import socket; socket.create_connection(('$2', 22), 2).close()"
 }
 
+# The lab CA (lab/build/pki/ca.crt, ca.key): made once, reused by everything the lab
+# serves over TLS. A certificate for the registry's address, signed by it.
+ensure_pki() {
+  mkdir -p "$PKI_DIR" "$REGISTRY_DIR"
+  if [[ ! -s $PKI_DIR/ca.key || ! -s $PKI_DIR/ca.crt ]]; then
+    log "creating the lab CA in $PKI_DIR"
+    (umask 077 && openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$PKI_DIR/ca.key")
+    openssl req -x509 -new -key "$PKI_DIR/ca.key" -sha256 -days 3650 -subj "/CN=memoryx-lab CA" \
+      -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+      -out "$PKI_DIR/ca.crt" 2>/dev/null
+    rm -f "$REGISTRY_DIR/tls.crt"
+  fi
+  if [[ ! -s $REGISTRY_DIR/tls.crt ]] ||
+    ! openssl verify -CAfile "$PKI_DIR/ca.crt" "$REGISTRY_DIR/tls.crt" >/dev/null 2>&1 ||
+    ! openssl x509 -in "$REGISTRY_DIR/tls.crt" -checkend 2592000 -noout >/dev/null; then
+    log "issuing the registry's certificate for $REGISTRY_IP"
+    (umask 077 && openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$REGISTRY_DIR/tls.key")
+    openssl req -new -key "$REGISTRY_DIR/tls.key" -subj "/CN=$REGISTRY_IP" -out "$REGISTRY_DIR/tls.csr"
+    printf 'subjectAltName=IP:%s\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n' "$REGISTRY_IP" \
+      >"$REGISTRY_DIR/tls.ext"
+    openssl x509 -req -in "$REGISTRY_DIR/tls.csr" -CA "$PKI_DIR/ca.crt" -CAkey "$PKI_DIR/ca.key" \
+      -CAcreateserial -days 825 -sha256 -extfile "$REGISTRY_DIR/tls.ext" -out "$REGISTRY_DIR/tls.crt" 2>/dev/null
+    rm -f "$REGISTRY_DIR/tls.csr" "$REGISTRY_DIR/tls.ext"
+  fi
+  # The registry runs as root in its container; the key stays unreadable to others here.
+  chmod 0644 "$REGISTRY_DIR/tls.crt"
+}
+
+# The registry's login: a password made once (lab/vault.sh puts it in the vault) and
+# its bcrypt line in htpasswd.
+ensure_registry_login() {
+  [[ -s $REGISTRY_DIR/password ]] ||
+    (umask 077 && head -c 24 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' >"$REGISTRY_DIR/password")
+  if [[ ! -s $REGISTRY_DIR/htpasswd ]] || ! grep -q "^$REGISTRY_USER:" "$REGISTRY_DIR/htpasswd"; then
+    docker run --rm -i "$REGISTRY_IMAGE" sh -c "htpasswd -Bin '$REGISTRY_USER'" \
+      <"$REGISTRY_DIR/password" >"$REGISTRY_DIR/htpasswd.new"
+    mv "$REGISTRY_DIR/htpasswd.new" "$REGISTRY_DIR/htpasswd"
+  fi
+}
+
+# lab image -> the production reference it is pushed as: the pins of
+# group_vars/all/memoryx.yml (memoryx_images), and vLLM 0.20.0 for the build
+# without compute 7.0 kernels (the version it is built as).
+pushed_images() {
+  "$PY" - "$ROOT_DIR/group_vars/all/memoryx.yml" "$VLLM_IMAGE" "$OLLAMA_IMAGE" "$NGINX_IMAGE" \
+    "$VLLM_NO_SM70_IMAGE" <<'PYEOF'
+import sys
+import yaml
+images = yaml.safe_load(open(sys.argv[1]))["memoryx_images"]
+vllm, ollama, nginx, no_sm70 = sys.argv[2:6]
+print(vllm, images["vllm"])
+print(ollama, images["ollama"])
+print(nginx, images["nginx"])
+print(no_sm70, images["vllm"].rsplit(":", 1)[0] + ":v0.20.0")
+PYEOF
+}
+
+# Docker's rule: official images live under library/ in a registry.
+registry_path() { local ref=$1; [[ ${ref%%:*} == */* ]] && echo "$ref" || echo "library/$ref"; }
+
+# The simulator images under production's names. A push of layers the registry has is a
+# no-op; the tag is set again, so `up` also undoes a tag a test pushed elsewhere.
+registry_push() {
+  local lab_image ref target
+  mkdir -p "$LAB_DOCKER_CONFIG"
+  # The controller's engine trusts the lab CA for this one address (removed by `down`).
+  install -D -m 0644 "$PKI_DIR/ca.crt" "/etc/docker/certs.d/$REGISTRY/ca.crt"
+  DOCKER_CONFIG=$LAB_DOCKER_CONFIG docker login -u "$REGISTRY_USER" --password-stdin "$REGISTRY" \
+    <"$REGISTRY_DIR/password" >/dev/null 2>&1 || die "docker login to the lab registry $REGISTRY failed"
+  while read -r lab_image ref; do
+    target=$REGISTRY/$(registry_path "$ref")
+    [[ -n $(image_id "$lab_image") ]] || die "image $lab_image missing: run lab/lab.sh images first"
+    log "pushing $lab_image as $target"
+    docker tag "$lab_image" "$target"
+    DOCKER_CONFIG=$LAB_DOCKER_CONFIG docker push -q "$target" >/dev/null
+  done < <(pushed_images)
+}
+
+registry_ready() {
+  [[ $(curl -sS --cacert "$PKI_DIR/ca.crt" -o /dev/null -w '%{http_code}' "https://$REGISTRY/v2/") == 401 ]]
+}
+
 cmd_up() {
   ensure_docker
   local image
-  for image in "$HOST_IMAGE" "$REPO_IMAGE"; do
+  for image in "$HOST_IMAGE" "$REPO_IMAGE" "$REGISTRY_IMAGE"; do
     [[ -n $(image_id "$image") ]] || die "image $image missing: run lab/lab.sh images first"
   done
   ensure_network
   ensure_ssh_key
   recreate_if_stale "$REPO_NAME" "$REPO_IMAGE"
   ensure_container "$REPO_NAME" "$REPO_IMAGE" --network "$NETWORK" --ip "$REPO_IP" --label org.memoryx.lab=repo "$REPO_IMAGE"
+  ensure_pki
+  ensure_registry_login
+  recreate_if_stale "$REGISTRY_NAME" "$REGISTRY_IMAGE"
+  ensure_container "$REGISTRY_NAME" "$REGISTRY_IMAGE" --network "$NETWORK" --ip "$REGISTRY_IP" \
+    --label org.memoryx.lab=registry -v "$REGISTRY_NAME-data:/var/lib/docker-registry" \
+    -v "$REGISTRY_DIR:/run/registry:ro" "$REGISTRY_IMAGE"
+  wait_for 30 "the lab registry on $REGISTRY" registry_ready
+  registry_push
   recreate_if_stale "$PROBE_NAME" "$HOST_IMAGE"
   ensure_container "$PROBE_NAME" "$HOST_IMAGE" --hostname mx-probe --network "$NETWORK" --ip "$PROBE_IP" \
     --init --label org.memoryx.lab=probe --entrypoint sleep "$HOST_IMAGE" infinity
@@ -309,9 +410,13 @@ cmd_up() {
 
 cmd_down() {
   local entry name rest
-  for name in "$PROBE_NAME" "$REPO_NAME"; do
+  for name in "$PROBE_NAME" "$REPO_NAME" "$REGISTRY_NAME"; do
     [[ -z $(container_state "$name") ]] || { log "removing $name"; docker rm -f "$name" >/dev/null; }
   done
+  if docker volume inspect "$REGISTRY_NAME-data" >/dev/null 2>&1; then
+    log "removing volume $REGISTRY_NAME-data"; docker volume rm "$REGISTRY_NAME-data" >/dev/null
+  fi
+  rm -rf "/etc/docker/certs.d/$REGISTRY"
   for entry in "${HOSTS[@]}"; do
     read -r name rest <<<"$entry"
     [[ -z $(container_state "$name") ]] || { log "removing $name"; docker rm -f "$name" >/dev/null; }
@@ -333,7 +438,7 @@ cmd_status() {
   printf 'network %s: %s\n' "$NETWORK" \
     "$(docker network inspect -f '{{range .IPAM.Config}}{{.Subnet}}{{end}}' "$NETWORK" 2>/dev/null || echo absent)"
   printf 'containers:\n'
-  for name in "$REPO_NAME" "$PROBE_NAME" mx-lab-llm mx-lab-embed; do
+  for name in "$REPO_NAME" "$REGISTRY_NAME" "$PROBE_NAME" mx-lab-llm mx-lab-embed; do
     printf '  %-20s %s\n' "$name" "$(container_state "$name" | grep . || echo absent)"
   done
 }

@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         print(message(args.command, problem), file=sys.stderr)
         return 1
     if args.command == "gateway-url":
-        print(f"http://{stack['gateway']['address']}:{stack['gateway']['port']}")
+        print(stack["gateway"]["tls"]["url"])  # https:// with TLS (issue 11)
     else:
         print("\n".join(format_plan(stack)))
     return 0

@@ -12,16 +12,25 @@ from memoryx_deploy.model import Pool, Stack, StackError
 ClientConfig = dict[str, dict[str, str | int]]
 
 EMBEDDINGS = "embeddings"  # the entry of the Ollama (embedding) pool
-CONSTANTS = {"base_url": "BASE_URL", "model": "MODEL", "dimensions": "DIM"}
+GATEWAY = "gateway"  # the entry of the gateway itself: its URL and the CA bundle to trust (TLS)
+CONSTANTS = {"base_url": "BASE_URL", "model": "MODEL", "dimensions": "DIM", "url": "URL",
+             "ca_bundle": "CA_BUNDLE"}
 URL = re.compile(r"^https?://[^/\s]+(/\S*)?$")
 
 
-def client_config(stack: Stack, gateway_url: str) -> ClientConfig:
-    """{embeddings: {base_url, model, dimensions}, <llm pool>: {base_url, model}, ...}."""
+def client_config(stack: Stack, gateway_url: str, ca_bundle: str = "") -> ClientConfig:
+    """{embeddings: {base_url, model, dimensions}, <llm pool>: {base_url, model}, ...}; with a
+    `ca_bundle` (the CA file clients must trust for the gateway's TLS), first
+    {gateway: {url, ca_bundle}}."""
     if not isinstance(gateway_url, str) or not URL.match(gateway_url):
         raise StackError([f"gateway_url must be an http(s) URL, got {show(gateway_url)}"])
+    if not isinstance(ca_bundle, str) or (ca_bundle and not gateway_url.startswith("https://")):
+        raise StackError([f"ca_bundle must be a path, for an https gateway_url; got "
+                          f"{show(ca_bundle)} for {show(gateway_url)}"])
     base_url = gateway_url.rstrip("/") + "/v1"
     config: ClientConfig = {}
+    if ca_bundle:
+        config[GATEWAY] = {"url": gateway_url.rstrip("/"), "ca_bundle": ca_bundle}
     pools = sorted(stack["pools"].items(), key=lambda item: item[1]["kind"] != "ollama")
     for name, pool in pools:
         key = EMBEDDINGS if pool["kind"] == "ollama" else name
@@ -36,7 +45,7 @@ def client_config(stack: Stack, gateway_url: str) -> ClientConfig:
 def constant_problems(pools: Mapping[str, Pool]) -> list[str]:
     """Two pools whose client constants (EMBED_*, <POOL>_*) would be the same names."""
     problems = []
-    owners: dict[str, str] = {}
+    owners: dict[str, str] = {prefix(GATEWAY): "(the gateway entry)"}
     for name, pool in sorted(pools.items(), key=lambda item: item[1]["kind"] != "ollama"):
         key = prefix(EMBEDDINGS if pool["kind"] == "ollama" else name)
         if key in owners:

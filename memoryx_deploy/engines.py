@@ -98,7 +98,7 @@ def placement_problems(gpu_hosts: Mapping[Any, Any], kind: str,
     unknown: dict[str, list[str]] = {}
     for instance in instances:
         image = instance["image"]
-        engine = engines.get(image)
+        engine = engine_of(engines, image)
         label = f"{kind} instance {instance['name']!r}"
         if engine is not None and not engine.valid:
             continue
@@ -125,6 +125,15 @@ def placement_problems(gpu_hosts: Mapping[Any, Any], kind: str,
             "memoryx_engines; describe the compute capabilities, driver and version it has "
             "(docs/engines.md)")
     return problems
+
+
+def engine_of(engines: Mapping[str, Engine], image: str) -> Engine | None:
+    """The engine described for `image`; `name:tag@sha256:...` is described as `name:tag`
+    (the digest pins which build of that tag)."""
+    engine = engines.get(image)
+    if engine is None and "@" in image:
+        engine = engines.get(image.split("@", 1)[0])
+    return engine
 
 
 def _gpu(gpu_hosts: Mapping[Any, Any], host: str, index: int) -> Mapping[str, Any]:
@@ -154,7 +163,7 @@ def flag_problems(problems: list[str], instance: str, image: str, profile: str,
                   engines: Mapping[str, Engine]) -> None:
     """Adds a problem for every `args` key that is not a flag of the image's vLLM version,
     under the instance or the profile that wrote it (a profile's once)."""
-    engine = engines.get(image)
+    engine = engine_of(engines, image)
     if engine is None or engine.flags is None or not engine.valid:
         return  # an image not described is reported by placement_problems
     written = [(f"vllm profile {profile!r}", key, value) for key, value in profile_args.items()
@@ -177,7 +186,8 @@ def host_gpu_problems(stack: Stack, host: str, gpu_hosts: Mapping[str, Any], eng
     described = read_engines(problems, engines)
     images = sorted({i["image"] for i in [*stack["vllm_instances"], *stack["ollama_instances"]]
                      if i["host"] == host})
-    needs = [Requirement(image, described[image].min_driver, described[image].min_cuda)
-             for image in images if image in described and described[image].valid]
+    found = {image: engine_of(described, image) for image in images}
+    needs = [Requirement(image, engine.min_driver, engine.min_cuda)
+             for image, engine in found.items() if engine is not None and engine.valid]
     declared = gpu_hosts.get(host, {}).get("gpus", []) if isinstance(gpu_hosts, Mapping) else []
     return problems + compare_gpus(host, declared, query_output, plain_output, needs)

@@ -13,6 +13,8 @@ NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 POOL = re.compile(r"^[a-z][a-z0-9-]*$")
 # Model names as clients send them in the JSON body (`llama3.1-8b`, `bge-m3:latest`).
 MODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")
+# name[:tag]@sha256:<64 hex>: the only digest Docker registries use.
+DIGEST_REFERENCE = re.compile(r"^[^@\s]+@sha256:[0-9a-f]{64}$")
 ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -60,7 +62,7 @@ def range_problem(
 def pinned(image: str) -> bool:
     """An image reference with a digest or a tag other than `latest`."""
     if "@" in image:
-        return True
+        return DIGEST_REFERENCE.match(image) is not None
     last = image.rsplit("/", 1)[-1]
     return ":" in last and not last.endswith(":latest")
 
@@ -156,7 +158,8 @@ class Reader:
     def image(self, key: str, default: Any = _REQUIRED) -> str:
         value = self.string(key, default=default)
         if value and not pinned(value):
-            self.fail(f"{key} {value!r} must be pinned by a tag other than latest, or a digest")
+            self.fail(f"{key} {value!r} must be pinned by a tag other than latest, or a digest "
+                      "(name@sha256:<64 hex digits>)")
         return value
 
     def boolean(self, key: str, default: bool) -> bool:

@@ -8,10 +8,12 @@ from typing import Any
 from memoryx_deploy.client_config import client_config, render_env, render_python
 from memoryx_deploy.engines import host_gpu_problems
 from memoryx_deploy.hostview import image_records
+from memoryx_deploy.images import daemon_json, pull_plan, registry_auth, running_digests
 from memoryx_deploy.model import StackError
 from memoryx_deploy.plan import format_plan
 from memoryx_deploy.smoke import smoke_failures, smoke_runs, smoke_todo
 from memoryx_deploy.stack import build_stack, stack_from_variables
+from memoryx_deploy.tls import expiry_report
 from memoryx_deploy.variables import readable_names
 
 Filter = Callable[..., Any]
@@ -44,6 +46,13 @@ FUNCTIONS: dict[str, Filter] = {
     "memoryx_smoke_runs": smoke_runs,
     "memoryx_smoke_todo": smoke_todo,
     "memoryx_smoke_failures": smoke_failures,
+    # issue 10: registries, moved tags, and the digest each container runs
+    "memoryx_pull_plan": pull_plan,
+    "memoryx_registry_auth": registry_auth,
+    "memoryx_daemon_json": daemon_json,
+    "memoryx_running_digests": running_digests,
+    # issue 11: the gateway certificate's expiry (plan, preflight)
+    "memoryx_tls_expiry": expiry_report,
 }
 
 

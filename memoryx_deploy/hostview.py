@@ -15,7 +15,7 @@ def host_views(inventory: list[str], hosts: dict[str, Host], vllm: list[VllmInst
         mine_vllm = [i for i in vllm if i["host"] == name]
         mine_ollama = [i for i in ollama if i["host"] == name]
         placed = [*mine_vllm, *mine_ollama]
-        images = [i["image"] for i in placed]
+        images = [i["container"]["image"] for i in placed]  # the reference the host pulls
         if name == gateway_host and gateway_image:
             images.append(gateway_image)
         views[name] = HostView(

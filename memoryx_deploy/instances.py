@@ -156,7 +156,7 @@ def _vllm(problems: list[str], site: Site, position: int, data: object,
         weights_gib=profile.weights_gib, overhead_gib=settings.vllm_overhead_gib,
         kv_cache_kib_per_token=profile.kv_cache_kib_per_token, max_model_len=length,
         container=vllm_container(
-            name=name, image=image, command=command, env=environment,
+            name=name, image=settings.registry.reference(image), command=command, env=environment,
             bind_address=site.bind_address, port=port, gpu=site.gpu, pool=profile.pool,
             models_dir=settings.vllm_models_dir, settings=settings.containers),
     )
@@ -180,7 +180,8 @@ def _ollama(problems: list[str], site: Site, position: int, data: object,
         model=service.model, models_dir=settings.ollama_models_dir, env=environment,
         memory_gib=service.memory_gib, embedding_dim=service.embedding_dim,
         container=ollama_container(
-            name=name, image=image, env=environment, bind_address=site.bind_address,
+            name=name, image=settings.registry.reference(image), env=environment,
+            bind_address=site.bind_address,
             port=port, gpu=site.gpu, pool=service.pool, models_dir=settings.ollama_models_dir,
             settings=settings.containers),
     )

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Literal, TypedDict
 
 from memoryx_deploy.containers import Container
+from memoryx_deploy.registry import RegistryView
+from memoryx_deploy.tls import GatewayTls
 
 # Keys of `memoryx_config`; each is the variable `memoryx_<key>` of group_vars/all/memoryx.yml.
 CONFIG_KEYS = (
@@ -20,6 +22,7 @@ CONFIG_KEYS = (
     "ollama_models_dir",
     "containers",
     "engines",  # what each engine image runs on (memoryx_deploy/engines.py, issue 8)
+    "registry",  # where the hosts pull images from (memoryx_deploy/registry.py, issue 10)
 )
 
 
@@ -106,6 +109,7 @@ class Gateway(TypedDict):
     image: str
     routes: list[Route]
     models: dict[str, str]
+    tls: GatewayTls  # issue 11: memoryx_deploy/tls.py
 
 
 class Image(TypedDict):
@@ -131,3 +135,4 @@ class Stack(TypedDict):
     ollama_instances: list[OllamaInstance]
     pools: dict[str, Pool]
     gateway: Gateway
+    registry: RegistryView

@@ -72,4 +72,16 @@ def _pool_lines(stack: Stack) -> list[str]:
     gateway = stack["gateway"]
     lines.append(f"gateway {gateway['host']} {gateway['address']}:{gateway['port']}: "
                  f"{len(gateway['routes'])} routes")
+    lines.append(_registry_line(stack))
     return lines
+
+
+def _registry_line(stack: Stack) -> str:
+    registry = stack["registry"]
+    if registry["mode"] == "direct":
+        return "registry: direct (each image from its own registry)"
+    how = [registry["url"]]
+    how += [f"prefix {registry['prefix']}"] if registry["prefix"] else []
+    how += [f"login {registry['username']}"] if registry["username"] else []
+    how += [f"CA {registry['ca_file']}"] if registry["ca_file"] else []
+    return f"registry: {registry['mode']} {', '.join(how)}"

@@ -10,6 +10,7 @@ from memoryx_deploy.containers import ContainerSettings, read_container_settings
 from memoryx_deploy.engines import Engine, read_engines
 from memoryx_deploy.fields import MODEL, POOL, Reader, show
 from memoryx_deploy.model import CONFIG_KEYS
+from memoryx_deploy.registry import Registry, read_registry
 from memoryx_deploy.vllm_args import ArgValue, read_args
 
 PROFILE_KEYS = ("pool", "model_path", "served_model_name", "weights_gib",
@@ -51,6 +52,7 @@ class Settings:
     ollama_models_dir: str = ""
     containers: ContainerSettings = field(default_factory=ContainerSettings)
     engines: dict[str, Engine] = field(default_factory=dict)  # image -> what it runs on
+    registry: Registry = field(default_factory=Registry)
 
 
 def read_settings(problems: list[str], config: object) -> tuple[Settings, Reader]:
@@ -65,6 +67,7 @@ def read_settings(problems: list[str], config: object) -> tuple[Settings, Reader
         ollama_models_dir=_absolute(top, "ollama_models_dir"),
         containers=read_container_settings(problems, top.raw("containers", {})),
         engines=read_engines(problems, top.raw("engines", {})),
+        registry=read_registry(problems, top.raw("registry", {})),
     )
     for name, data in top.mapping("vllm_profiles").items():
         settings.declared_profiles.append(str(name))

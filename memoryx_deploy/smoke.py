@@ -48,21 +48,22 @@ def smoke_runs(stack: Stack, host: str, gpu_hosts: Mapping[str, Any]) -> list[Sm
         for instance in instances:
             if instance["host"] != host:
                 continue
-            key = (instance["image"], instance["gpu"])
+            image = instance["container"]["image"]  # the reference the host pulled
+            key = (image, instance["gpu"])
             if key in runs:
                 runs[key]["instances"].append(instance["name"])
                 continue
             gpu = declared.get(instance["gpu"], {})
             runs[key] = SmokeRun(
                 host=host, gpu=instance["gpu"], gpu_name=str(gpu.get("name", "")),
-                compute_capability=declared_capability(gpu) or "", image=instance["image"],
+                compute_capability=declared_capability(gpu) or "", image=image,
                 engine=engine, instances=[instance["name"]], entrypoint=command["entrypoint"],
                 args=list(command["args"]), expect=command["expect"],
                 # --pull never: the image was made present by role container_image; a smoke
                 # run never reaches for a registry.
                 docker_argv=["docker", "run", "--rm", "--pull", "never",
                              "--gpus", f"device={instance['gpu']}",
-                             "--entrypoint", command["entrypoint"], instance["image"],
+                             "--entrypoint", command["entrypoint"], image,
                              *command["args"]])
     return sorted(runs.values(), key=lambda run: (run["gpu"], run["image"]))
 

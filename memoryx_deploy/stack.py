@@ -20,8 +20,10 @@ from memoryx_deploy.hostview import host_views
 from memoryx_deploy.instances import read_hosts
 from memoryx_deploy.model import Gateway, Stack, StackError
 from memoryx_deploy.pools import build_pools, declaration_problems, declared_pools, route_problems
+from memoryx_deploy.registry import archive_problems, secret_problems
 from memoryx_deploy.scopes import scope_problems
 from memoryx_deploy.settings import read_settings
+from memoryx_deploy.tls import read_tls, split_tls
 from memoryx_deploy.variables import choice_problems, config_from_variables, unknown_problems
 
 Groups = Mapping[str, list[str]]
@@ -39,7 +41,20 @@ def stack_from_variables(variables: Mapping[str, Any], names: list[str],
     config = config_from_variables(variables, problems)
     if problems:
         raise StackError(problems)
-    return build_stack(config, addresses, groups)
+    stack = build_stack(config, addresses, groups)
+    problems = image_source_problems(stack, variables)
+    if problems:
+        raise StackError(problems)
+    return stack
+
+
+def image_source_problems(stack: Stack, variables: Mapping[str, Any]) -> list[str]:
+    """The registry's login needs its password from the vault, and an archive cannot carry an
+    image pinned by digest (checked once the stack itself is valid)."""
+    images = [i["image"] for i in [*stack["vllm_instances"], *stack["ollama_instances"]]]
+    images += [stack["gateway"]["image"]] if stack["gateway"]["image"] else []
+    return (secret_problems(stack["registry"], variables.get("memoryx_registry_password"))
+            + archive_problems(sorted(set(images)), variables.get("memoryx_image_source")))
 
 
 def build_stack(config: Mapping[str, Any], addresses: Mapping[str, str],
@@ -53,12 +68,14 @@ def build_stack(config: Mapping[str, Any], addresses: Mapping[str, str],
     problems += declaration_problems(settings)
     known = _addresses(problems, addresses)
     gpu_hosts = top.mapping("gpu_hosts")
-    gateway = read_gateway(problems, top.raw("gateway"), known, gpu_hosts)
+    gateway_data, tls_data = split_tls(top.raw("gateway"))  # issue 11: memoryx_gateway.tls
+    gateway = read_gateway(problems, gateway_data, known, gpu_hosts)
+    tls = read_tls(problems, tls_data, gateway.host, known.get(gateway.host, ""), gateway.port)
     hosts = read_hosts(problems, gpu_hosts, known, gateway.host, settings)
     if problems:
         raise StackError(problems)
     pools = build_pools(hosts.vllm, hosts.ollama)
-    image = settings.images.get("nginx", "")
+    image = settings.registry.reference(settings.images.get("nginx", ""))
     stack = Stack(
         hosts=hosts.hosts,
         by_host=host_views(list(known), hosts.hosts, hosts.vllm, hosts.ollama, gateway.host,
@@ -67,8 +84,9 @@ def build_stack(config: Mapping[str, Any], addresses: Mapping[str, str],
         ollama_instances=hosts.ollama,
         pools=pools,
         gateway=Gateway(host=gateway.host, address=known[gateway.host], port=gateway.port,
-                        image=image, routes=gateway.routes,
+                        image=image, routes=gateway.routes, tls=tls,
                         models={m: name for name, pool in pools.items() for m in pool["models"]}),
+        registry=settings.registry.view(),
     )
     declared = [pool for pool, *_ in declared_pools(settings)]
     problems = (route_problems(gateway.routes, pools, declared) + name_problems(stack)

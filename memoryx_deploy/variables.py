@@ -18,16 +18,16 @@ PREFIX = "memoryx_"
 # Data the stack is built from (group_vars/all/memoryx.yml), by variable name.
 STACK_VARIABLES = tuple(PREFIX + key for key in CONFIG_KEYS)
 # Optional stack data: absent means its default.
-OPTIONAL = frozenset({PREFIX + "containers"})
+OPTIONAL = frozenset({PREFIX + "containers", PREFIX + "registry"})
 # Other user-facing data: set in group_vars/all/memoryx.yml, read by the playbooks.
 SETTINGS = ("memoryx_image_source", "memoryx_image_archive_dir", "memoryx_gateway_api_keys",
-            "memoryx_client_config_dir", "memoryx_verify")
+            "memoryx_client_config_dir", "memoryx_verify", "memoryx_registry_password")
 # Computed by the project (group_vars/all/derived.yml, the preflight): never set them.
 DERIVED = ("memoryx_stack", "memoryx_host", "memoryx_gateway_url", "memoryx_computed_stack",
            "memoryx_host_changed", "memoryx_verify_default",
            "memoryx_verify_now")
 # Prefixes of the playbooks' own working variables (play and task vars, registered results).
-INTERNAL = ("memoryx_preflight_", "memoryx_restart", "memoryx_verify_", "memoryx_client",
+INTERNAL = ("memoryx_preflight_", "memoryx_restart", "memoryx_verify_", "memoryx_client", "memoryx_digest_",
             "memoryx_smoke_", "memoryx_driver_")
 DATA = (*STACK_VARIABLES, *SETTINGS)
 KNOWN = frozenset((*DATA, *DERIVED))

@@ -7,7 +7,10 @@ Gateways (one nginx each, own prefix under tmp):
   limits the same pools with small limits (connections, rate, large bodies, timeouts)
   dead   llama on a closed port, qwen on a server that accepts and never answers
   hang   llama = llama-a + a member that accepts and never answers
-  drain  starts as `base`; tests promote the staged `drain_one` / `drain_all` and reload
+  drain  the same pools as `base`; tests write its drained members (no reload)
+  tls    the same pools, two API keys, TLS on its port (certificate issued by role gateway_tls
+         from a site CA under tmp), plain HTTP on `tls_plain`
+Each runs the client side (nginx.conf) in front of its router (router.conf).
 """
 
 from __future__ import annotations
@@ -70,8 +73,6 @@ def _variants(work: Path, sims: dict[str, h.Process], mute_port: int) -> dict[st
         }
 
     shared = pools(["llama-a", "llama-b"], ["qwen-a"])
-    drain_dir = work / "gw-drain"
-    drain_port = free_port()
 
     def make(
         name: str, port: int, pools_: dict[str, object], runtime: Path | None = None,
@@ -102,10 +103,17 @@ def _variants(work: Path, sims: dict[str, h.Process], mute_port: int) -> dict[st
         "limits": make("limits", free_port(), shared, extra=LIMITS),
         "dead": make("dead", free_port(), dead, extra={"nginx_unified_proxy_read_timeout": "1s"}),
         "hang": make("hang", free_port(), hang),
-        "drain": make("drain", drain_port, shared),
-        "drain_one": make("drain_one", drain_port, shared, drain_dir, drained=("llama-b",)),
-        "drain_all": make("drain_all", drain_port, shared, drain_dir, drained=("qwen-a",)),
+        "drain": make("drain", free_port(), shared),
+        "tls": make("tls", free_port(), shared, api_keys=tuple(API_KEYS), extra={
+            "nginx_unified_tls": True,
+            "nginx_unified_http_port": free_port(),
+            "nginx_unified_tls_site_ca": {"dir": str(work / "pki"), "names": TLS_NAMES},
+        }),
     }
+
+
+# The names of the loopback gateway's certificate (what clients connect to)
+TLS_NAMES = ["localhost", h.LOOPBACK]
 
 
 @pytest.fixture(scope="session")
@@ -119,6 +127,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         h.render(list(variants.values()), work)
         for name in ("base", "auth", "kill", "limits", "dead", "hang", "drain"):
             gateways[name] = h.start_gateway(variants[name].runtime, variants[name].port)
+        tls = variants["tls"]
+        gateways["tls"] = h.start_gateway(tls.runtime, tls.port,
+                                          health_port=int(tls.extra["nginx_unified_http_port"]))
         yield Stack(sims, gateways, variants)
     finally:
         for gateway in gateways.values():

@@ -239,6 +239,7 @@ class Variant:
     routes: list[dict[str, Any]] = field(default_factory=stack_routes)
     models: dict[str, str] = field(default_factory=lambda: dict(MODELS))
     extra: dict[str, Any] = field(default_factory=dict)  # any other role variable
+    router_port: int = field(default_factory=free_port)
 
     def as_vars(self) -> dict[str, Any]:
         auth = {"nginx_unified_auth": "required" if self.api_keys else "off"}
@@ -247,6 +248,11 @@ class Variant:
             "nginx_unified_config_dir": str(self.staging),
             "nginx_unified_runtime_dir": str(self.runtime),
             "nginx_unified_pid_file": str(self.runtime / "nginx.pid"),
+            "nginx_unified_router_pid_file": str(self.runtime / "router.pid"),
+            "nginx_unified_router_port": self.router_port,
+            "nginx_unified_state_dir": str(self.staging),
+            "nginx_unified_runtime_state_dir": str(self.runtime),
+            "nginx_unified_http2_directive": False,  # Debian 12's nginx 1.22
             "nginx_unified_access_log": str(self.runtime / "access.log"),
             "nginx_unified_error_log": str(self.runtime / "error.log"),
             "nginx_unified_worker_user": "root",
@@ -283,8 +289,16 @@ def render(variants: list[Variant], workdir: Path) -> None:
 def promote(variant: Variant) -> None:
     """Copy a staged variant into its runtime dir, as the role's promote step does."""
     for path in variant.staging.iterdir():
-        if path.is_file():
+        if path.is_file() and path.name != "drained.json":
             (variant.runtime / path.name).write_bytes(path.read_bytes())
+
+
+def drain(variant: Variant, names: list[str]) -> None:
+    """Write the drained members where the router reads them, as the role's drain.yml does
+    (an atomic rename; nothing is reloaded)."""
+    tmp = variant.runtime / "drained.json.tmp"
+    tmp.write_text(json.dumps({"drained": sorted(names)}) + "\n")
+    tmp.rename(variant.runtime / "drained.json")
 
 
 RELOAD_SH = ROOT / "roles/nginx_unified/files/reload.sh"
@@ -300,16 +314,17 @@ def reload_sh(pid_file: Path, timeout: int, *nginx_args: str) -> subprocess.Comp
 
 
 @dataclass
-class Gateway:
-    """A real nginx (non-daemon, own prefix) running a rendered configuration."""
+class Nginx:
+    """One real nginx master (non-daemon, own prefix) running `conf` from `runtime`."""
 
     runtime: Path
-    port: int
+    conf_name: str
+    pid_name: str
     proc: subprocess.Popen[bytes]
 
     @property
     def conf(self) -> Path:
-        return self.runtime / "nginx.conf"
+        return self.runtime / self.conf_name
 
     def workers(self) -> set[int]:
         children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text()
@@ -318,12 +333,8 @@ class Gateway:
     def reload(self) -> None:
         """The role's reload (files/reload.sh), then wait until every old worker has exited."""
         old = self.workers()
-        reload_sh(self.runtime / "nginx.pid", 10, "-p", str(self.runtime), "-c", str(self.conf))
+        reload_sh(self.runtime / self.pid_name, 10, "-p", str(self.runtime), "-c", str(self.conf))
         wait_until(lambda: not (self.workers() & old) and bool(self.workers()), 10, "nginx reload")
-
-    def access_log(self) -> list[dict[str, Any]]:
-        path = self.runtime / "access.log"
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -335,9 +346,53 @@ class Gateway:
                 self.proc.wait(timeout=5)
 
 
-def start_gateway(runtime: Path, port: int) -> Gateway:
-    """nginx -t, then nginx in the foreground; ready when /health answers."""
-    conf = str(runtime / "nginx.conf")
+@dataclass
+class Gateway:
+    """The gateway as the role runs it: the client side (nginx.conf) in front of the router
+    (router.conf); a bare nginx.conf (no router.conf) runs alone."""
+
+    runtime: Path
+    port: int
+    front: Nginx
+    router: Nginx | None = None
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes]:
+        return self.front.proc
+
+    @property
+    def conf(self) -> Path:
+        return self.front.conf
+
+    def workers(self) -> set[int]:
+        return self.front.workers()
+
+    def reload(self) -> None:
+        """A configuration change: the router reloads (routes, pools, keys, limits)."""
+        (self.router or self.front).reload()
+
+    def reload_front(self) -> None:
+        """The client side reloads (its own file or the certificate changed)."""
+        self.front.reload()
+
+    def nginx_pids(self) -> list[int]:
+        masters = [n for n in (self.front, self.router) if n is not None]
+        return [pid for n in masters for pid in (n.proc.pid, *n.workers())]
+
+    def access_log(self) -> list[dict[str, Any]]:
+        path = self.runtime / "access.log"
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def stop(self) -> None:
+        self.front.stop()
+        if self.router is not None:
+            self.router.stop()
+
+
+def start_nginx(runtime: Path, conf_name: str, pid_name: str,
+                ready: Callable[[], bool], what: str) -> Nginx:
+    """nginx -t, then nginx in the foreground; waits until `ready`."""
+    conf = str(runtime / conf_name)
     err = str(runtime / "error.log")
     test = subprocess.run(
         [NGINX, "-t", "-p", str(runtime), "-c", conf, "-e", err],
@@ -345,20 +400,48 @@ def start_gateway(runtime: Path, port: int) -> Gateway:
     )
     if test.returncode != 0:
         raise RuntimeError(f"nginx -t failed: {test.stderr}")
-    with (runtime / "nginx.out").open("wb") as out:
+    with (runtime / f"{conf_name}.out").open("wb") as out:
         proc = subprocess.Popen(
             [NGINX, "-p", str(runtime), "-c", conf, "-e", err, "-g", "daemon off;"],
             stdout=out, stderr=subprocess.STDOUT,
         )
-    gateway = Gateway(runtime, port, proc)
 
-    def ready() -> bool:
+    def up() -> bool:
         if proc.poll() is not None:
             raise RuntimeError(f"nginx exited: {(runtime / 'error.log').read_text()[-2000:]}")
-        return is_up(port, "/health")
+        return ready()
 
-    wait_until(ready, 15, f"nginx on port {port}")
-    return gateway
+    wait_until(up, 15, what)
+    return Nginx(runtime, conf_name, pid_name, proc)
+
+
+def router_port(runtime: Path) -> int | None:
+    """The router's loopback port, read from its rendered router.conf."""
+    conf = runtime / "router.conf"
+    if not conf.exists():
+        return None
+    listen = next(line for line in conf.read_text().splitlines()
+                  if line.strip().startswith(f"listen {LOOPBACK}:"))
+    return int(listen.strip().rstrip(";").rsplit(":", 1)[1])
+
+
+def start_gateway(runtime: Path, port: int, health_port: int | None = None) -> Gateway:
+    """The router (if rendered), then the client side; ready when /health answers through it
+    (on `health_port`, the plain-HTTP port, if the client side serves TLS only elsewhere)."""
+    router = None
+    inner = router_port(runtime)
+    if inner is not None:
+        router = start_nginx(runtime, "router.conf", "router.pid",
+                             lambda: is_up(inner, "/health"), f"router on port {inner}")
+    check = health_port or port
+    try:
+        front = start_nginx(runtime, "nginx.conf", "nginx.pid",
+                            lambda: is_up(check, "/health"), f"nginx on port {check}")
+    except BaseException:
+        if router is not None:
+            router.stop()
+        raise
+    return Gateway(runtime, port, front, router)
 
 
 # A standard 64-hex key, and one of 300 printable characters (every punctuation mark)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import itertools
 import json
+import re
 import socket
 import time
 from collections.abc import Iterator
@@ -23,16 +24,23 @@ OTHER_CLIENT = "127.0.0.2"  # loopback is a /8: a second client address on this 
 
 
 def raw(port: int, data: bytes, timeout: float = 10.0) -> bytes:
-    """Send raw bytes, return everything the gateway answers until it closes."""
+    """Send raw bytes, return the gateway's answer: up to its Content-Length (client keep-alive
+    keeps the connection open after it), or everything until it closes."""
     with socket.create_connection((h.LOOPBACK, port), timeout=timeout) as sock:
         sock.sendall(data)
-        chunks = []
+        answer = b""
         try:
-            while chunk := sock.recv(65536):
-                chunks.append(chunk)
+            while not _complete(answer) and (chunk := sock.recv(65536)):
+                answer += chunk
         except ConnectionResetError:  # reset_timedout_connection, or an unread body
             pass
-    return b"".join(chunks)
+    return answer
+
+
+def _complete(answer: bytes) -> bool:
+    head, found, body = answer.partition(b"\r\n\r\n")
+    length = re.search(rb"(?im)^content-length: *([0-9]+)\r?$", head)
+    return bool(found) and length is not None and len(body) >= int(length.group(1))
 
 
 def parse(answer: bytes) -> tuple[int, dict[str, str], bytes]:

@@ -14,9 +14,11 @@ from labkit import EMBED_HOST, GATEWAY_URL, LLM_HOST, ROOT, on_host, run_playboo
 
 from tests.traffic import Traffic
 
-LAB_VARS = yaml.safe_load((ROOT / "inventory/lab/group_vars/lab/main.yml").read_text())
 DATA = yaml.safe_load((ROOT / "group_vars/all/memoryx.yml").read_text())
-NO_SM70 = "memoryx-lab/vllm-sim:no-sm70"  # built by lab/lab.sh images like vLLM 0.20.0's image
+# vLLM 0.20.0's image (CUDA 13, no compute 7.0 kernels): the lab registry holds the simulator
+# built like it under production's name (lab/lab.sh), which the hosts pull from the registry.
+NO_SM70 = "vllm/vllm-openai:v0.20.0"
+PULLED = f"10.99.0.6:5000/{NO_SM70}"
 GPU_TABLE = "/etc/nvidia-sim/gpus.json"
 
 
@@ -30,14 +32,16 @@ def containers() -> dict[str, str]:
 
 
 def no_sm70_images() -> dict[str, Any]:
-    return {"memoryx_images": {**LAB_VARS["memoryx_images"], "vllm": NO_SM70}}
+    return {"memoryx_images": {**DATA["memoryx_images"], "vllm": NO_SM70}}
 
 
 def claims_sm70() -> dict[str, Any]:
-    """Engine data that wrongly says the no-sm70 build runs on 7.0: the preflight lets it
-    through, so only the smoke run, which asks the image itself, can catch it."""
+    """Engine data that wrongly says the no-sm70 build runs on 7.0 (and on the lab's driver):
+    the preflight and the driver check let it through, so only the smoke run, which asks the
+    image itself, can catch it."""
     engines = json.loads(json.dumps(DATA["memoryx_engines"]))
     engines[NO_SM70]["compute_capabilities"] = ["7.0", *engines[NO_SM70]["compute_capabilities"]]
+    engines[NO_SM70].update(min_driver="525.60.13", min_cuda="12.0")
     return {**no_sm70_images(), "memoryx_engines": engines}
 
 
@@ -57,7 +61,7 @@ def test_the_smoke_run_catches_what_the_data_got_wrong(deployed: None, tmp_path:
     run = run_playbook("site.yml", tmp_path, extravars=claims_sm70())
     assert run.rc != 0
     message = " ".join(run.failures())
-    assert f"smoke run of image {NO_SM70} on mx-llm-01 GPU 0 (Tesla V100-SXM2-32GB, compute " \
+    assert f"smoke run of image {PULLED} on mx-llm-01 GPU 0 (Tesla V100-SXM2-32GB, compute " \
            "capability 7.0) for llama-gpu0-0, llama-gpu0-1 failed" in message
     assert "no kernel image is available for execution on the device" in message
     assert containers() == before

@@ -1,14 +1,33 @@
-"""The deployed lab stack: idempotence, real client traffic on every route, pinning, firewall."""
+"""The deployed lab stack: idempotence, real client traffic on every route (over TLS, trusting
+the lab's site CA), pinning, firewall."""
 
 from __future__ import annotations
 
 import json
 import math
+import ssl
+from collections.abc import Iterator
 
+import httpx
 import ollama
+import openai
 import pytest
-from labkit import EMBED_HOST, GATEWAY_URL, LLM_HOST, PROBE, PlaybookRun, on_host, sh
+from labkit import EMBED_HOST, LLM_HOST, PROBE, ROOT, PlaybookRun, on_host, sh
 from openai import OpenAI
+
+# The gateway speaks TLS with a certificate of the lab's site CA (issue 11)
+GATEWAY_URL = "https://10.99.0.65:11436"
+LAB_CA = ROOT / "lab/build/pki/ca.crt"
+HOST_CA = "/etc/memoryx/gateway/ca.crt"  # the CA bundle the gateway role writes on its host
+
+
+@pytest.fixture(scope="module", autouse=True)
+def trust_lab_ca() -> Iterator[None]:
+    """The clients below that take no CA argument trust the lab CA through SSL_CERT_FILE
+    (httpx under openai and ollama reads it); the TLS tests pass the CA explicitly."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SSL_CERT_FILE", str(LAB_CA))
+        yield
 
 INSTANCES = {  # name -> (container, port, gpu, served model), the production layout
     "llama-gpu0-0": ("vllm_llama_gpu0_0", 11401, "0", "llama3.1-8b"),
@@ -107,10 +126,52 @@ def test_gateway_refuses_a_missing_key(deployed: None) -> None:
         "/dev/null",
         "-w",
         "%{http_code}",
+        "--cacert",
+        str(LAB_CA),
         f"{GATEWAY_URL}/v1/models",
         check=False,
     )
     assert run.stdout == "401"
+
+
+def test_real_clients_verifying_the_lab_ca(deployed: None, api_key: str,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's client settings: openai base_url + an httpx client trusting the CA bundle,
+    ollama host + verify."""
+    monkeypatch.delenv("SSL_CERT_FILE")
+    trust = ssl.create_default_context(cafile=str(LAB_CA))
+    llm = OpenAI(base_url=f"{GATEWAY_URL}/v1", api_key=api_key, max_retries=0, timeout=60,
+                 http_client=httpx.Client(verify=trust))
+    assert llm.chat.completions.create(
+        model="qwen2.5-14b", max_tokens=2, messages=[{"role": "user", "content": "hi"}]).choices
+    embed = ollama.Client(host=GATEWAY_URL, verify=trust,
+                          headers={"Authorization": f"Bearer {api_key}"})
+    assert len(embed.embed(model="bge-m3", input="test")["embeddings"][0]) == 1024
+
+
+def test_a_client_that_does_not_trust_the_lab_ca_fails(deployed: None, api_key: str,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SSL_CERT_FILE")
+    llm = OpenAI(base_url=f"{GATEWAY_URL}/v1", api_key=api_key, max_retries=0, timeout=30)
+    with pytest.raises(openai.APIConnectionError) as failed:
+        llm.models.list()
+    assert "CERTIFICATE_VERIFY_FAILED" in str(failed.value.__cause__)
+    with pytest.raises(ConnectionError):
+        ollama.Client(host=GATEWAY_URL, headers={"Authorization": f"Bearer {api_key}"}).list()
+
+
+def test_plain_http_is_closed_and_http2_offered(deployed: None) -> None:
+    """Production's defaults: TLS on 11436, no plain-HTTP listener (the router listens on the
+    gateway host's loopback only); HTTP/2 by ALPN."""
+    plain = on_host(PROBE, "curl -s -o /dev/null -w '%{http_code}' --max-time 5 "
+                           "http://10.99.0.65:11436/health", check=False)
+    assert plain.stdout == "400"  # nginx: a plain HTTP request sent to the HTTPS port
+    listening = on_host(EMBED_HOST, "ss -Hltnp | grep nginx").stdout
+    ports = sorted({line.split()[3] for line in listening.splitlines()})
+    assert ports == ["0.0.0.0:11436", "127.0.0.1:11437"], listening
+    http2 = sh("curl", "-s", "-o", "/dev/null", "-w", "%{http_version}", "--http2",
+               "--cacert", str(LAB_CA), f"{GATEWAY_URL}/health")
+    assert http2.stdout == "2"
 
 
 def test_document_curl_checks(deployed: None, api_key: str) -> None:
@@ -121,7 +182,7 @@ def test_document_curl_checks(deployed: None, api_key: str) -> None:
         logs = sh("docker", "exec", LLM_HOST, "docker", "logs", container, "--tail", "20")
         assert logs.returncode == 0
     auth = f"-H 'Authorization: Bearer {api_key}'"
-    gw = "http://localhost:11436"
+    gw = f"--cacert {HOST_CA} https://localhost:11436"  # TLS: the CA the role put next to it
     assert on_host(EMBED_HOST, f"curl -s {gw}/health").stdout.strip() == "OK"
     emb = json.loads(
         on_host(
@@ -170,8 +231,8 @@ def test_backend_ports_admit_only_the_gateway(deployed: None) -> None:
         "curl -s -o /dev/null -w '%{http_code}' --max-time 5 http://10.99.0.10:11401/health",
     )
     assert gateway_host.stdout == "200"
-    door = on_host(
-        PROBE, "curl -s -o /dev/null -w '%{http_code}' --max-time 5 http://10.99.0.65:11436/health"
+    door = on_host(  # reachability only (-k: the probe holds no CA; TLS is test_real_clients...)
+        PROBE, "curl -sk -o /dev/null -w '%{http_code}' --max-time 5 https://10.99.0.65:11436/health"
     )
     assert door.stdout == "200"
     ollama_port = on_host(

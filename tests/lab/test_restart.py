@@ -1,4 +1,5 @@
-"""Rolling restart of one vLLM instance while MemoryX keeps calling the gateway (issue 5)."""
+"""Rolling restart of one vLLM instance while MemoryX keeps calling the gateway (issue 5), over
+TLS with client keep-alive (issue 11): the drain and undrain reload no gateway nginx."""
 
 from __future__ import annotations
 
@@ -8,16 +9,34 @@ import re
 import threading
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
-from labkit import GATEWAY_URL, LLM_HOST, ROOT, on_host, run_playbook
+from labkit import EMBED_HOST, LLM_HOST, ROOT, on_host, run_playbook
 
 from bench.figures import write_section
 from tests.traffic import Traffic
 
 REPORT = ROOT / "build/restart-report.txt"
+# The gateway speaks TLS with a certificate of the lab's site CA (issue 11)
+GATEWAY_URL = "https://10.99.0.65:11436"
+LAB_CA = ROOT / "lab/build/pki/ca.crt"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def trust_lab_ca() -> Iterator[None]:
+    """httpx (under openai, in tests.traffic) and urllib trust the lab CA through SSL_CERT_FILE."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SSL_CERT_FILE", str(LAB_CA))
+        yield
+
+
+def gateway_processes() -> dict[str, str]:
+    """PIDs of every nginx process of the two gateway containers (a reload changes the workers)."""
+    return {name: on_host(EMBED_HOST, f"docker top {name} -eo pid,args").stdout
+            for name in ("memoryx_gateway", "memoryx_gateway_router")}
 
 
 def served(port: int) -> float:
@@ -54,13 +73,17 @@ def test_unknown_instance_is_refused_with_the_valid_names(deployed: None, tmp_pa
 
 
 def test_restart_drops_no_request(deployed: None, api_key: str, tmp_path: Path) -> None:
+    """8 keep-alive clients without retries, over TLS; the drain and undrain reload nothing."""
     before_id = container_id("vllm_llama_gpu0_1")
-    with Traffic(f"{GATEWAY_URL}/v1", api_key, "llama3.1-8b") as traffic:
+    processes = gateway_processes()
+    with Traffic(f"{GATEWAY_URL}/v1", api_key, "llama3.1-8b", workers=8) as traffic:
         run = run_playbook("playbooks/restart_vllm.yml", tmp_path, extravars={"vllm_restart": "llama-gpu0-1"})
     report(
-        f"restart llama-gpu0-1: {run.seconds:.1f} s, requests sent {traffic.tally.sent}, failed {traffic.tally.failed}"
+        f"restart llama-gpu0-1 (8 keep-alive clients, TLS): {run.seconds:.1f} s, "
+        f"requests sent {traffic.tally.sent}, failed {traffic.tally.failed}"
     )
     assert run.rc == 0, run.failures()
+    assert gateway_processes() == processes, "the gateway reloaded during the rolling restart"
     assert traffic.tally.sent > 0
     assert traffic.tally.failed == 0, traffic.tally.errors[:5]
     assert container_id("vllm_llama_gpu0_1") != before_id, "the container was not recreated"

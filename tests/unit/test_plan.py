@@ -85,7 +85,15 @@ def test_plan_text(config: dict[str, Any]) -> None:
         "pool qwen (vllm, qwen2.5-14b): qwen-gpu2 192.168.31.10:11405",
         "pool bge (ollama, bge-m3): bge-gpu0 127.0.0.1:11434, bge-gpu1 127.0.0.1:11435",
         "gateway mx-embed-01 192.168.31.65:11436: 7 routes",
+        "registry: direct (each image from its own registry)",
     ]
+
+
+def test_the_plan_names_the_registry(config: dict[str, Any]) -> None:
+    config["registry"] = {"mode": "private", "address": "registry.lan", "prefix": "hub",
+                          "username": "deploy", "ca_file": "/etc/site-ca.crt"}
+    assert format_plan(build_stack(config, ADDRESSES))[-1] == (
+        "registry: private https://registry.lan, prefix hub, login deploy, CA /etc/site-ca.crt")
 
 
 def test_an_idle_gpu_shows_its_whole_card(config: dict[str, Any]) -> None:
@@ -131,8 +139,8 @@ def test_cli_layers_group_vars_and_reports_problems(
 
 @pytest.mark.parametrize(
     ("inventory", "url"),
-    [("inventory/lab/hosts.yml", "http://10.99.0.65:11436"),
-     ("inventory/production/hosts.yml", "http://192.168.31.65:11436")],
+    [("inventory/lab/hosts.yml", "https://10.99.0.65:11436"),
+     ("inventory/production/hosts.yml", "https://192.168.31.65:11436")],
 )
 def test_gateway_url_command(inventory: str, url: str, capsys: pytest.CaptureFixture[str]) -> None:
     from memoryx_deploy.__main__ import ROOT, main

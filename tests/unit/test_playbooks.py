@@ -20,9 +20,11 @@ from tests.ansible_env import ansible_env
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 PROD = "inventory/production/hosts.yml"
-# Production refuses a gateway without API keys (they come from its Vault): a test key.
+# Production refuses a gateway without API keys (they come from its Vault), and the lab's
+# registry login needs its password (lab/vault.sh makes both for the lab tier): test values.
 KEYS = ["-e", json.dumps({"vault_memoryx_gateway_api_keys": [
-    {"name": "tests", "key": "tests-key-0123456789abcdef"}]})]
+    {"name": "tests", "key": "tests-key-0123456789abcdef"}],
+    "vault_memoryx_registry_password": "tests-registry-password"})]
 PLAYBOOKS = [
     "site.yml",
     *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "playbooks").glob("*.yml")),
@@ -77,7 +79,7 @@ def test_group_vars_reach_top_level_and_subfolder_playbooks(entry: str, tmp_path
     )
     assert run.returncode == 0, run.stdout + run.stderr
     client = json.loads((tmp_path / "config.json").read_text())
-    assert client["qwen"]["base_url"].startswith("http://192.168.31.65:11436")
+    assert client["qwen"]["base_url"].startswith("https://192.168.31.65:11436")
     assert client["qwen"]["model"] == "qwen2.5-14b"
 
 
@@ -181,19 +183,35 @@ def test_a_misspelt_variable_is_refused_by_name(tmp_path: Path) -> None:
             "did you mean memoryx_image_source?") in out
 
 
-def test_the_lab_runs_its_simulators_from_archives() -> None:
-    """Every lab host, and the controller that plans for them, sees the lab's images: nothing in
-    the lab pulls from a registry it cannot reach."""
-    run = ansible_playbook("playbooks/plan.yml")
+def test_the_lab_pulls_production_images_from_its_registry() -> None:
+    """The lab keeps production's image names; its hosts pull them from the lab registry."""
+    run = ansible_playbook("playbooks/plan.yml", *KEYS)
     assert run.returncode == 0, run.stdout + run.stderr
     out = " ".join(run.stdout.split())
-    assert "images (archive): memoryx-lab/vllm-sim:lab;" in out
-    assert "images (archive): memoryx-lab/ollama-sim:lab, memoryx-lab/nginx:bookworm;" in out
-    assert "vllm/vllm-openai" not in out and "ollama/ollama" not in out
+    assert "images (pull): 10.99.0.6:5000/vllm/vllm-openai:v0.19.1;" in out
+    assert ("images (pull): 10.99.0.6:5000/ollama/ollama:0.13.0, "
+            "10.99.0.6:5000/library/nginx:1.28.0;") in out
+    assert f"registry: private https://10.99.0.6:5000, login memoryx-lab, CA {ROOT}/" in out
+    assert "memoryx-lab/" not in out.replace("login memoryx-lab", "")
+
+
+def test_the_lab_registry_login_needs_the_vault_password() -> None:
+    run = ansible_playbook("playbooks/plan.yml", "-e", "vault_memoryx_registry_password=")
+    assert run.returncode != 0
+    assert ("registry 10.99.0.6:5000: username 'memoryx-lab' is set but "
+            "memoryx_registry_password is empty") in run.stdout + run.stderr
+    assert "PLAY [Plan" not in run.stdout
+
+
+ARCHIVES = ["-e", json.dumps({"memoryx_image_source": "archive", "memoryx_registry": {"mode": "direct"},
+                              "memoryx_images": {"vllm": "memoryx-lab/vllm-sim:lab",
+                                                 "ollama": "memoryx-lab/ollama-sim:lab",
+                                                 "nginx": "memoryx-lab/nginx:bookworm"}})]
 
 
 def test_a_missing_image_archive_is_refused_by_the_preflight(tmp_path: Path) -> None:
-    run = ansible_playbook("playbooks/preflight.yml", "-e", f"memoryx_image_archive_dir={tmp_path}")
+    run = ansible_playbook("playbooks/preflight.yml", *KEYS, *ARCHIVES,
+                           "-e", f"memoryx_image_archive_dir={tmp_path}")
     assert run.returncode != 0
     assert (f"image memoryx-lab/vllm-sim:lab: archive {tmp_path}/memoryx-lab_vllm-sim_lab.tar "
             "does not exist") in run.stdout + run.stderr

@@ -354,11 +354,15 @@ def test_env_values_must_be_scalars(config: dict[str, Any]) -> None:
 def test_unpinned_images(config: dict[str, Any]) -> None:
     config["images"]["vllm"] = "vllm/vllm-openai:latest"
     embed_gpu(config, 0)[0]["image"] = "registry.local:5000/ollama"
+    embed_gpu(config, 1)[0]["image"] = "ollama/ollama@sha256:1234"
+    digest = "(name@sha256:<64 hex digits>)"
     assert problems(config) == [
         "images: vllm 'vllm/vllm-openai:latest' must be pinned by a tag other than latest, "
-        "or a digest",
+        f"or a digest {digest}",
         "ollama instance 'bge-gpu0': image 'registry.local:5000/ollama' must be pinned by a "
-        "tag other than latest, or a digest"]
+        f"tag other than latest, or a digest {digest}",
+        "ollama instance 'bge-gpu1': image 'ollama/ollama@sha256:1234' must be pinned by a "
+        f"tag other than latest, or a digest {digest}"]
 
 
 # --- settings and inventory -------------------------------------------------------------------
@@ -377,7 +381,7 @@ def test_missing_and_unknown_settings(config: dict[str, Any]) -> None:
     config["gpu_host"] = {}
     assert problems(config) == [
         "memoryx_config: unknown key 'gpu_host' (allowed: containers, engines, gateway, gpu_hosts, "
-        "gpu_utilization_limit, images, ollama, ollama_models_dir, vllm_env, "
+        "gpu_utilization_limit, images, ollama, ollama_models_dir, registry, vllm_env, "
         "vllm_models_dir, vllm_overhead_gib, vllm_profiles)",
         "memoryx_config: images is required",
         "memoryx_config: vllm_models_dir must be an absolute path, got 'models'"]

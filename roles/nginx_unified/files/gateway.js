@@ -1,7 +1,9 @@
 // MemoryX gateway (njs 0.7): model routing, member health, the model list, readiness, API keys.
 // Static code: every value it uses comes from two modules the role renders next to it
 // (found through js_path): gateway_data.js (models, pools, limits, health settings) and
-// api_keys.js (SHA-256 of each key -> the key's name; no key is ever stored in clear).
+// api_keys.js (SHA-256 of each key -> the key's name; no key is ever stored in clear). The
+// drained members (rolling restart) are read at every request from a state file Ansible
+// rewrites atomically (DATA.drained_file), so a drain or an undrain reloads nothing.
 import crypto from 'crypto';
 import fs from 'fs';
 import DATA from 'gateway_data.js';
@@ -88,6 +90,30 @@ function findModel(text) {
     return {model: found.length ? found[0] : undefined};
 }
 
+// ---- drained members: {"drained": [name, ...]}. No file means none drained; a file that
+// cannot be read or parsed is logged and counts as none drained (the pools keep serving).
+function readDrained() {
+    var drained = {};
+    var text;
+    try {
+        text = fs.readFileSync(DATA.drained_file);
+    } catch (e) {
+        if (e.code !== 'ENOENT') {
+            ngx.log(ngx.ERR, 'gateway: cannot read ' + DATA.drained_file + ': ' + e.message);
+        }
+        return drained;
+    }
+    try {
+        var names = JSON.parse(text).drained;
+        if (Array.isArray(names)) {
+            names.forEach(function (name) { drained[name] = true; });
+        }
+    } catch (e) {
+        ngx.log(ngx.ERR, 'gateway: ' + DATA.drained_file + ' is not JSON: ' + e.message);
+    }
+    return drained;
+}
+
 // ---- member health. Open-source nginx has no active health checks and njs 0.7 no shared
 // memory, so the workers share one small state file: {time, down: {member: true}}. The first
 // request that finds it older than health.interval_ms (and takes the lock file) probes every
@@ -135,14 +161,14 @@ function releaseLock() {
 // Probe every member; one already down is probed again only every 5 intervals, so that a
 // hung member makes the probing request wait for its timeout once per 5 intervals at most.
 // down: member -> time of its last failed probe.
-function probeAll(previous) {
+function probeAll(previous, drained) {
     var now = Date.now();
     var down = {};
     var checks = [];
     Object.keys(DATA.pools).forEach(function (name) {
         var pool = DATA.pools[name];
         pool.members.forEach(function (member) {
-            if (member.drained) {
+            if (has(drained, member.name)) {
                 return;
             }
             var since = has(previous.down, member.name) ? Number(previous.down[member.name]) : 0;
@@ -172,14 +198,14 @@ function probeAll(previous) {
 }
 
 // Call next(health) with a fresh enough health state (probing first when it is stale).
-function withHealth(next) {
+function withHealth(drained, next) {
     var health = readHealth();
     var now = Date.now();
     if (now - health.time < DATA.health.interval_ms || !takeLock(now)) {
         next(health);
         return;
     }
-    probeAll(health).then(function (state) {
+    probeAll(health, drained).then(function (state) {
         releaseLock();
         next(state);
     }, function () {
@@ -188,28 +214,54 @@ function withHealth(next) {
     });
 }
 
-// The upstream of `pool` without its members that failed their last probe (the whole pool
-// when every member or none answered: nginx's passive checks then decide).
-function upstreamFor(pool, health) {
-    var live = DATA.pools[pool].members.filter(function (m) { return !m.drained; });
-    var bits = live.map(function (m) { return has(health.down, m.name) ? '0' : '1'; });
-    var up = bits.filter(function (b) { return b === '1'; }).length;
-    if (up === live.length || up === 0) {
+// The upstream of `pool` without its drained members and those that failed their last probe
+// (when every member that is not drained failed, all of those: nginx's passive checks then
+// decide); null when every member is drained. The role renders an upstream per subset of
+// members (pools over max_subset_members: per one or two members out; drained ones stay out
+// first).
+function upstreamFor(pool, health, drained) {
+    var members = DATA.pools[pool].members;
+    var serving = members.filter(function (m) { return !has(drained, m.name); });
+    if (serving.length === 0) {
+        return null;
+    }
+    var healthy = serving.filter(function (m) { return !has(health.down, m.name); });
+    var chosen = healthy.length > 0 ? healthy : serving;
+    if (chosen.length === members.length) {
         return 'pool_' + pool;
     }
-    if (live.length > DATA.health.max_subset_members) {
-        var first = bits.indexOf('0');
-        bits = live.map(function (m, i) { return i === first ? '0' : '1'; });
+    var out = members.filter(function (m) { return chosen.indexOf(m) < 0; });
+    if (members.length > DATA.health.max_subset_members && out.length > 2) {
+        out = out.filter(function (m) { return has(drained, m.name); })
+            .concat(out.filter(function (m) { return !has(drained, m.name); })).slice(0, 2);
     }
-    return 'pool_' + pool + '__' + bits.join('');
+    return 'pool_' + pool + '__' + members.map(function (m) { return out.indexOf(m) < 0 ? '1' : '0'; }).join('');
 }
 
-// js_content of fixed routes: pick the pool's healthy upstream, hand over to $mx_next.
-function pass(r) {
-    withHealth(function (health) {
-        r.variables.mx_upstream = upstreamFor(r.variables.mx_pool, health);
-        r.internalRedirect(r.variables.mx_next);
+// Every member of the pool is drained (rolling restart of a pool of one): 503 at once.
+function restarting(r, pool) {
+    r.headersOut['Retry-After'] = String(DATA.retry_after);
+    sendJson(r, 503, {error: {message: 'The ' + pool + ' pool is restarting. Retry after ' + DATA.retry_after + ' seconds.',
+                              type: 'server_error', param: null, code: 'pool_restarting'}});
+}
+
+// Proxy to `pool`'s upstream of the moment (drains and health), through `location`.
+function proxyTo(r, pool, location) {
+    var drained = readDrained();
+    withHealth(drained, function (health) {
+        var upstream = upstreamFor(pool, health, drained);
+        if (upstream === null) {
+            restarting(r, pool);
+            return;
+        }
+        r.variables.mx_upstream = upstream;
+        r.internalRedirect(location);
     });
+}
+
+// js_content of fixed routes: pick the pool's upstream, hand over to $mx_next.
+function pass(r) {
+    proxyTo(r, r.variables.mx_pool, r.variables.mx_next);
 }
 
 // js_content for route_by_model locations: read `model`, hand over to @pool_<name>.
@@ -244,10 +296,7 @@ function route(r) {
     }
     var pool = DATA.models[model];
     r.variables.mx_pool = pool;
-    withHealth(function (health) {
-        r.variables.mx_upstream = upstreamFor(pool, health);
-        r.internalRedirect('@pool_' + pool);
-    });
+    proxyTo(r, pool, '@pool_' + pool);
 }
 
 // GET /v1/models: every served model, OpenAI list shape.
@@ -272,9 +321,10 @@ function probe(kind, member) {
 // GET /ready: 200 when every pool has a live member, else 503. Counts only: no addresses.
 function ready(r) {
     var names = Object.keys(DATA.pools);
+    var drained = readDrained();
     var checks = names.map(function (name) {
         var pool = DATA.pools[name];
-        var live = pool.members.filter(function (m) { return !m.drained; });
+        var live = pool.members.filter(function (m) { return !has(drained, m.name); });
         return Promise.all(live.map(function (m) { return probe(pool.kind, m); }))
             .then(function (results) {
                 var up = results.filter(function (ok) { return ok; }).length;

@@ -338,9 +338,6 @@ print(no_sm70, images["vllm"].rsplit(":", 1)[0] + ":v0.20.0")
 PYEOF
 }
 
-# Docker's rule: official images live under library/ in a registry.
-registry_path() { local ref=$1; [[ ${ref%%:*} == */* ]] && echo "$ref" || echo "library/$ref"; }
-
 # The simulator images under production's names. A push of layers the registry has is a
 # no-op; the tag is set again, so `up` also undoes a tag a test pushed elsewhere.
 registry_push() {
@@ -351,7 +348,8 @@ registry_push() {
   DOCKER_CONFIG=$LAB_DOCKER_CONFIG docker login -u "$REGISTRY_USER" --password-stdin "$REGISTRY" \
     <"$REGISTRY_DIR/password" >/dev/null 2>&1 || die "docker login to the lab registry $REGISTRY failed"
   while read -r lab_image ref; do
-    target=$REGISTRY/$(registry_path "$ref")
+    # where the hosts pull it from (the stack model's rule: official images under library/)
+    target=$(cd "$ROOT_DIR" && .venv/bin/python -m memoryx_deploy pull-reference --registry "$REGISTRY" "$ref")
     [[ -n $(image_id "$lab_image") ]] || die "image $lab_image missing: run lab/lab.sh images first"
     log "pushing $lab_image as $target"
     docker tag "$lab_image" "$target"

@@ -16,6 +16,7 @@ from memoryx_deploy.filters import message
 from memoryx_deploy.inventory import read_inventory
 from memoryx_deploy.model import CONFIG_KEYS, StackError
 from memoryx_deploy.plan import format_plan
+from memoryx_deploy.registry import Registry
 from memoryx_deploy.stack import stack_from_variables
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,6 +32,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     archive = commands.add_parser("archive-name",
                                   help="print the file name of an image's docker-save archive")
     archive.add_argument("image", nargs="+")
+    pulled = commands.add_parser("pull-reference",
+                                 help="print the reference a host pulls for an image from a "
+                                      "private registry (memoryx_registry mode private)")
+    pulled.add_argument("--registry", required=True, metavar="ADDRESS", help="host[:port]")
+    pulled.add_argument("--prefix", default="", help="path below the address")
+    pulled.add_argument("image", nargs="+")
     return parser.parse_args(argv)
 
 
@@ -71,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     if args.command == "archive-name":
         print("\n".join(archive_name(image) for image in args.image))
+        return 0
+    if args.command == "pull-reference":
+        registry = Registry(mode="private", address=args.registry, prefix=args.prefix.strip("/"))
+        print("\n".join(registry.reference(image) for image in args.image))
         return 0
     try:
         variables = load_variables(args.group_vars or [ROOT / "group_vars" / "all" / "memoryx.yml"])

@@ -10,7 +10,7 @@ from typing import Any, TypedDict
 from memoryx_deploy.registry import DIGEST
 
 # daemon.json keys the project owns: set from memoryx_registry, removed when it says nothing.
-REGISTRY_KEYS = ("registry-mirrors", "insecure-registries")
+DAEMON_KEYS = ("registry-mirrors", "insecure-registries")
 
 
 class Pull(TypedDict):
@@ -60,7 +60,7 @@ def registry_auth(registry: Mapping[str, Any], password: str) -> dict[str, str]:
 
 def daemon_json(current: Mapping[str, Any], registry: Mapping[str, Any]) -> dict[str, Any]:
     """daemon.json with the registry keys as memoryx_registry says; every other key kept."""
-    merged = {key: value for key, value in current.items() if key not in REGISTRY_KEYS}
+    merged = {key: value for key, value in current.items() if key not in DAEMON_KEYS}
     if registry.get("mode") == "mirror":
         merged["registry-mirrors"] = [registry["url"]]
     if registry.get("mode") != "direct" and registry.get("insecure"):

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,10 @@ from tests.ansible_env import ansible_env
 
 ROOT = Path(__file__).resolve().parents[2]
 LAB_INVENTORY = ROOT / "inventory/lab/hosts.yml"
-GATEWAY_URL = "http://10.99.0.65:11436"
+# The gateway speaks TLS with a certificate of the lab's site CA (issue 11); fixture
+# trust_lab_ca makes the tier's clients trust it.
+GATEWAY_URL = "https://10.99.0.65:11436"
+LAB_CA = ROOT / "lab/build/pki/ca.crt"
 LLM_HOST = "mx-lab-llm"
 EMBED_HOST = "mx-lab-embed"
 PROBE = "mx-lab-probe"
@@ -90,6 +94,15 @@ def run_playbook(
     )
 
 
+def containers() -> dict[str, str]:
+    """Every container on both lab hosts: name -> ID (a recreated one gets a new ID)."""
+    found = {}
+    for host in (LLM_HOST, EMBED_HOST):
+        out = on_host(host, "docker ps -a --no-trunc --format '{{.Names}} {{.ID}}'").stdout
+        found.update(dict(line.split() for line in out.splitlines() if line.strip()))
+    return found
+
+
 def sh(*argv: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         list(argv), cwd=ROOT, text=True, capture_output=True, check=check, timeout=timeout
@@ -99,6 +112,15 @@ def sh(*argv: str, check: bool = True, timeout: float = 600) -> subprocess.Compl
 def on_host(host: str, command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     """Run a shell command on a lab host (as root, through docker exec)."""
     return sh("docker", "exec", host, "sh", "-c", command, check=check)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def trust_lab_ca() -> Iterator[None]:
+    """Clients that take no CA argument (httpx under openai and ollama, urllib) trust the lab CA
+    through SSL_CERT_FILE; a test of an untrusting client removes it with monkeypatch."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SSL_CERT_FILE", str(LAB_CA))
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
-from labkit import EMBED_HOST, LLM_HOST, ROOT, on_host, run_playbook
+from labkit import EMBED_HOST, GATEWAY_URL, LLM_HOST, ROOT, containers, on_host, run_playbook
 
 from tests.traffic import Traffic
 
@@ -20,26 +20,8 @@ DATA = yaml.safe_load((ROOT / "group_vars/all/memoryx.yml").read_text())
 NO_SM70 = "vllm/vllm-openai:v0.20.0"
 PULLED = f"10.99.0.6:5000/{NO_SM70}"
 GPU_TABLE = "/etc/nvidia-sim/gpus.json"
-# The gateway speaks TLS with a certificate of the lab's site CA (issue 11).
-GATEWAY_URL = "https://10.99.0.65:11436"
-LAB_CA = ROOT / "lab/build/pki/ca.crt"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def trust_lab_ca() -> Iterator[None]:
-    """httpx (under openai, in tests.traffic) trusts the lab CA through SSL_CERT_FILE."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("SSL_CERT_FILE", str(LAB_CA))
-        yield
-
-
-def containers() -> dict[str, str]:
-    """Every container on both lab hosts: name -> ID (a recreated one gets a new ID)."""
-    found = {}
-    for host in (LLM_HOST, EMBED_HOST):
-        out = on_host(host, "docker ps -a --no-trunc --format '{{.Names}} {{.ID}}'").stdout
-        found.update(dict(line.split() for line in out.splitlines() if line.strip()))
-    return found
 
 
 def no_sm70_images() -> dict[str, Any]:

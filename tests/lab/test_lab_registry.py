@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from labkit import EMBED_HOST, LLM_HOST, ROOT, PlaybookRun, on_host, run_playbook, sh
+from labkit import EMBED_HOST, LLM_HOST, ROOT, PlaybookRun, containers, on_host, run_playbook, sh
 
 REGISTRY = "10.99.0.6:5000"
 OLLAMA = f"{REGISTRY}/ollama/ollama:0.13.0"
@@ -19,14 +19,6 @@ PULL_TASK = "Pull the images that are missing or whose tag moved"
 LOAD_TASK = "Load the archive into the Docker engine"
 MOVED_TASK = "Report the containers a moved tag would recreate"
 
-
-def containers() -> dict[str, str]:
-    """Every container on both lab hosts: name -> ID (a recreated one gets a new ID)."""
-    found = {}
-    for host in (LLM_HOST, EMBED_HOST):
-        out = on_host(host, "docker ps -a --no-trunc --format '{{.Names}} {{.ID}}'").stdout
-        found.update(dict(line.split() for line in out.splitlines() if line.strip()))
-    return found
 
 
 def task_items(run: PlaybookRun, task: str, event: str = "runner_item_on_ok") -> list[tuple[str, str]]:

@@ -6,28 +6,16 @@ from __future__ import annotations
 import json
 import math
 import ssl
-from collections.abc import Iterator
 
 import httpx
 import ollama
 import openai
 import pytest
-from labkit import EMBED_HOST, LLM_HOST, PROBE, ROOT, PlaybookRun, on_host, sh
+from labkit import EMBED_HOST, GATEWAY_URL, LAB_CA, LLM_HOST, PROBE, PlaybookRun, on_host, sh
 from openai import OpenAI
 
-# The gateway speaks TLS with a certificate of the lab's site CA (issue 11)
-GATEWAY_URL = "https://10.99.0.65:11436"
-LAB_CA = ROOT / "lab/build/pki/ca.crt"
 HOST_CA = "/etc/memoryx/gateway/ca.crt"  # the CA bundle the gateway role writes on its host
 
-
-@pytest.fixture(scope="module", autouse=True)
-def trust_lab_ca() -> Iterator[None]:
-    """The clients below that take no CA argument trust the lab CA through SSL_CERT_FILE
-    (httpx under openai and ollama reads it); the TLS tests pass the CA explicitly."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("SSL_CERT_FILE", str(LAB_CA))
-        yield
 
 INSTANCES = {  # name -> (container, port, gpu, served model), the production layout
     "llama-gpu0-0": ("vllm_llama_gpu0_0", 11401, "0", "llama3.1-8b"),

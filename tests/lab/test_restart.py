@@ -9,28 +9,17 @@ import re
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
-from labkit import EMBED_HOST, LLM_HOST, ROOT, on_host, run_playbook
+from labkit import EMBED_HOST, GATEWAY_URL, LLM_HOST, ROOT, on_host, run_playbook
 
 from bench.figures import write_section
 from tests.traffic import Traffic
 
 REPORT = ROOT / "build/restart-report.txt"
-# The gateway speaks TLS with a certificate of the lab's site CA (issue 11)
-GATEWAY_URL = "https://10.99.0.65:11436"
-LAB_CA = ROOT / "lab/build/pki/ca.crt"
 
-
-@pytest.fixture(scope="module", autouse=True)
-def trust_lab_ca() -> Iterator[None]:
-    """httpx (under openai, in tests.traffic) and urllib trust the lab CA through SSL_CERT_FILE."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("SSL_CERT_FILE", str(LAB_CA))
-        yield
 
 
 def gateway_processes() -> dict[str, str]:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from memoryx_deploy import StackError, build_stack
-from memoryx_deploy.__main__ import load_config
+from memoryx_deploy.__main__ import load_config, main
 from memoryx_deploy.engines import engine_of, read_engines
 from memoryx_deploy.registry import Registry, read_registry
 from memoryx_deploy.smoke import smoke_runs
@@ -47,6 +47,14 @@ def config() -> dict[str, Any]:
 def test_the_reference_a_host_pulls(image: str, mode: str, prefix: str, pulled: str) -> None:
     address = "" if mode == "direct" else "registry.lan:5000"
     assert Registry(mode=mode, address=address, prefix=prefix).reference(image) == pulled
+
+
+def test_the_lab_pushes_where_the_hosts_pull(capsys: pytest.CaptureFixture[str]) -> None:
+    """lab/lab.sh asks this command where to push each image: the rule hosts pull by."""
+    assert main(["pull-reference", "--registry", "10.99.0.6:5000", "nginx:1.28.0",
+                 "vllm/vllm-openai:v0.20.0"]) == 0
+    assert capsys.readouterr().out.split() == ["10.99.0.6:5000/library/nginx:1.28.0",
+                                               "10.99.0.6:5000/vllm/vllm-openai:v0.20.0"]
 
 
 def registry_problems(data: object) -> list[str]:

@@ -201,13 +201,24 @@ ensure_container() {
   esac
 }
 
-recreate_if_stale() {  # NAME IMAGE: remove a stateless container of an older image
-  local name=$1 image=$2
+# NAME IMAGE [DIR...]: remove a stateless container of an older image, or one whose bind
+# mounts are not DIR... (made from another checkout of the repository, whose files it reads)
+recreate_if_stale() {
+  local name=$1 image=$2 dir mounts; shift 2
   [[ -n $(container_state "$name") ]] || return 0
   if [[ $(docker inspect -f '{{.Image}}' "$name") != "$(image_id "$image")" ]]; then
     log "replacing $name (its image $image was rebuilt)"
     docker rm -f "$name" >/dev/null
+    return 0
   fi
+  mounts=$(docker inspect -f '{{range .Mounts}}{{if eq .Type "bind"}}{{.Source}}|{{end}}{{end}}' "$name")
+  for dir; do
+    if [[ "|$mounts" != *"|$dir|"* ]]; then
+      log "replacing $name (it mounts ${mounts%|}, not $dir)"
+      docker rm -f "$name" >/dev/null
+      return 0
+    fi
+  done
 }
 
 host_run_args() {  # NAME HOSTNAME IP -> docker run arguments of a lab host
@@ -373,7 +384,7 @@ cmd_up() {
   ensure_container "$REPO_NAME" "$REPO_IMAGE" --network "$NETWORK" --ip "$REPO_IP" --label org.memoryx.lab=repo "$REPO_IMAGE"
   ensure_pki
   ensure_registry_login
-  recreate_if_stale "$REGISTRY_NAME" "$REGISTRY_IMAGE"
+  recreate_if_stale "$REGISTRY_NAME" "$REGISTRY_IMAGE" "$REGISTRY_DIR"
   ensure_container "$REGISTRY_NAME" "$REGISTRY_IMAGE" --network "$NETWORK" --ip "$REGISTRY_IP" \
     --label org.memoryx.lab=registry -v "$REGISTRY_NAME-data:/var/lib/docker-registry" \
     -v "$REGISTRY_DIR:/run/registry:ro" "$REGISTRY_IMAGE"

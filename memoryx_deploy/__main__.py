@@ -1,6 +1,7 @@
-"""`python -m memoryx_deploy plan|gateway-url|archive-name`: the per-GPU plan, the gateway's URL,
-or an image's archive name, from the stack data and an inventory, on the controller alone
-(nothing is contacted)."""
+"""`python -m memoryx_deploy plan|gateway-url|archive-name|pull-reference`: the per-GPU plan, the
+gateway's URL, an image's archive name or pulled reference, from the stack data and an inventory,
+on the controller alone (nothing is contacted); `status`: playbooks/status.yml through
+ansible-runner (read-only), as a table or JSON."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from memoryx_deploy.model import CONFIG_KEYS, StackError
 from memoryx_deploy.plan import format_plan
 from memoryx_deploy.registry import Registry
 from memoryx_deploy.stack import stack_from_variables
+from memoryx_deploy.status_run import run_status
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,6 +40,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     pulled.add_argument("--registry", required=True, metavar="ADDRESS", help="host[:port]")
     pulled.add_argument("--prefix", default="", help="path below the address")
     pulled.add_argument("image", nargs="+")
+    status = commands.add_parser("status", help="the running stack against its data "
+                                 "(playbooks/status.yml, read-only); exit 1 names each difference")
+    status.add_argument("--json", action="store_true", help="print the report as JSON")
+    status.add_argument("-i", "--inventory", type=Path, metavar="PATH",
+                        help="inventory (default: ansible.cfg's, the lab)")
+    status.add_argument("--limit", metavar="HOSTS", help="read these hosts only")
     return parser.parse_args(argv)
 
 
@@ -83,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         registry = Registry(mode="private", address=args.registry, prefix=args.prefix.strip("/"))
         print("\n".join(registry.reference(image) for image in args.image))
         return 0
+    if args.command == "status":
+        return run_status(args.inventory, args.limit, args.json)
     try:
         variables = load_variables(args.group_vars or [ROOT / "group_vars" / "all" / "memoryx.yml"])
         names = [name for name in variables if isinstance(name, str)]

@@ -13,6 +13,7 @@ from memoryx_deploy.model import StackError
 from memoryx_deploy.plan import format_plan
 from memoryx_deploy.smoke import smoke_failures, smoke_runs, smoke_todo
 from memoryx_deploy.stack import build_stack, stack_from_variables
+from memoryx_deploy.status import format_status, probe_results, status_report
 from memoryx_deploy.tls import expiry_report
 from memoryx_deploy.variables import readable_names
 
@@ -53,6 +54,10 @@ FUNCTIONS: dict[str, Filter] = {
     "memoryx_running_digests": running_digests,
     # issue 11: the gateway certificate's expiry (plan, preflight)
     "memoryx_tls_expiry": expiry_report,
+    # issue 12: the running stack against its data (playbooks/status.yml)
+    "memoryx_status_report": status_report,
+    "memoryx_status_probes": probe_results,
+    "memoryx_status_table": format_status,
 }
 
 

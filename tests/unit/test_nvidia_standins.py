@@ -122,6 +122,15 @@ def test_smi_query_csv_with_header_and_units(table: Path, ledger: Path) -> None:
     assert lines[1] == f"0, Tesla V100-SXM2-32GB, 32768 MiB, 0 MiB, 32768 MiB, {UUIDS[0]}"
 
 
+def test_smi_query_utilization_as_the_status_view_asks(table: Path, ledger: Path) -> None:
+    write_ledger(ledger, 0, "a.json", json.dumps({"gib": 14.4}))
+    lines = run_smi(["--query-gpu=index,memory.used,memory.total,utilization.gpu", "--format=csv,noheader"],
+                    table, ledger)
+    assert lines == ["0, 14746 MiB, 32768 MiB, 0 %", "1, 0 MiB, 32768 MiB, 0 %", "2, 0 MiB, 32768 MiB, 0 %"]
+    header = run_smi(["--query-gpu=utilization.gpu", "--format=csv"], table, ledger)[0]
+    assert header == "utilization.gpu [%]"
+
+
 def test_smi_query_noheader_nounits_reads_the_host_ledger_of_a_visible_gpu(
     table: Path, ledger: Path
 ) -> None:

@@ -632,6 +632,9 @@ class Handler(BaseHTTPRequestHandler):
 
 class Server(ThreadingHTTPServer):
     daemon_threads = True
+    # Ollama's Go server listens with the system's backlog (somaxconn, 4096); socketserver's
+    # default of 5 drops the SYNs of a burst of new connections (a 1 s retransmit each).
+    request_queue_size = 4096
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         if not isinstance(sys.exc_info()[1], OSError):

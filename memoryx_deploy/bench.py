@@ -277,7 +277,7 @@ def engine_settings(info: Any) -> dict[str, Any] | None:
         settings = info.get("settings") or {}
         args = info.get("args") or {}
         return {"simulator": "vllm", "ttft_ms": settings.get("ttft_ms"), "tpot_ms": settings.get("tpot_ms"),
-                "max_num_seqs": args.get("max_num_seqs")}
+                "batch_cost": settings.get("batch_cost", 0.0), "max_num_seqs": args.get("max_num_seqs")}
     return {"simulator": str(info["simulator"]), "embed_ms": info.get("embed_ms"),
             "num_parallel": info.get("num_parallel")}
 
@@ -337,7 +337,8 @@ def _engine_text(engine: Mapping[str, Any] | None) -> str:
     if engine is None:
         return "engine: real (no simulator settings reported)"
     if engine["simulator"] == "vllm":
-        return (f"vLLM simulator: TTFT {engine['ttft_ms']:g} ms, TPOT {engine['tpot_ms']:g} ms, "
+        return (f"vLLM simulator: TTFT {engine['ttft_ms']:g} ms, TPOT {engine['tpot_ms']:g} ms "
+                f"+{engine.get('batch_cost', 0.0):g} per other running sequence, "
                 f"max-num-seqs {engine['max_num_seqs']}")
     return f"Ollama simulator: {engine['embed_ms']:g} ms per embedding, one at a time per instance"
 

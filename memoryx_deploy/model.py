@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Literal, TypedDict
 
-from memoryx_deploy.containers import Container
+from memoryx_deploy.containers import Container, LogConfig
+from memoryx_deploy.monitoring import Monitoring
 from memoryx_deploy.registry import RegistryView
 from memoryx_deploy.tls import GatewayTls
 
@@ -23,6 +24,7 @@ CONFIG_KEYS = (
     "containers",
     "engines",  # what each engine image runs on (memoryx_deploy/engines.py, issue 8)
     "registry",  # where the hosts pull images from (memoryx_deploy/registry.py, issue 10)
+    "monitoring",  # Prometheus, exporters, alerts (memoryx_deploy/monitoring.py, issue 12)
 )
 
 
@@ -110,6 +112,8 @@ class Gateway(TypedDict):
     routes: list[Route]
     models: dict[str, str]
     tls: GatewayTls  # issue 11: memoryx_deploy/tls.py
+    log: LogConfig  # the client side's container log (memoryx_containers)
+    router_log: LogConfig  # the router's, with the JSON access log (issue 12)
 
 
 class Image(TypedDict):
@@ -136,3 +140,4 @@ class Stack(TypedDict):
     pools: dict[str, Pool]
     gateway: Gateway
     registry: RegistryView
+    monitoring: Monitoring  # issue 12: memoryx_deploy/monitoring.py

@@ -19,6 +19,7 @@ from memoryx_deploy.gateway import read_gateway
 from memoryx_deploy.hostview import host_views
 from memoryx_deploy.instances import read_hosts
 from memoryx_deploy.model import Gateway, Stack, StackError
+from memoryx_deploy.monitoring import build_monitoring, monitoring_problems, read_monitoring
 from memoryx_deploy.pools import build_pools, declaration_problems, declared_pools, route_problems
 from memoryx_deploy.registry import archive_problems, secret_problems
 from memoryx_deploy.scopes import scope_problems
@@ -72,6 +73,7 @@ def build_stack(config: Mapping[str, Any], addresses: Mapping[str, str],
     gateway = read_gateway(problems, gateway_data, known, gpu_hosts)
     tls = read_tls(problems, tls_data, gateway.host, known.get(gateway.host, ""), gateway.port)
     hosts = read_hosts(problems, gpu_hosts, known, gateway.host, settings)
+    monitoring = read_monitoring(problems, top.raw("monitoring", None), known, gateway.host)
     if problems:
         raise StackError(problems)
     pools = build_pools(hosts.vllm, hosts.ollama)
@@ -85,13 +87,16 @@ def build_stack(config: Mapping[str, Any], addresses: Mapping[str, str],
         pools=pools,
         gateway=Gateway(host=gateway.host, address=known[gateway.host], port=gateway.port,
                         image=image, routes=gateway.routes, tls=tls,
+                        log=settings.containers.log(),
+                        router_log=settings.containers.access_log(),
                         models={m: name for name, pool in pools.items() for m in pool["models"]}),
         registry=settings.registry.view(),
+        monitoring=build_monitoring(monitoring, hosts.hosts, hosts.vllm, gateway.host, known),
     )
     declared = [pool for pool, *_ in declared_pools(settings)]
     problems = (route_problems(gateway.routes, pools, declared) + name_problems(stack)
                 + port_problems(stack) + gpu_problems(stack, settings.gpu_utilization_limit)
-                + constant_problems(pools)
+                + constant_problems(pools) + monitoring_problems(stack)
                 + (group_problems(stack, groups) if groups is not None else []))
     if problems:
         raise StackError(problems)

@@ -18,7 +18,7 @@ PREFIX = "memoryx_"
 # Data the stack is built from (group_vars/all/memoryx.yml), by variable name.
 STACK_VARIABLES = tuple(PREFIX + key for key in CONFIG_KEYS)
 # Optional stack data: absent means its default.
-OPTIONAL = frozenset({PREFIX + "containers", PREFIX + "registry"})
+OPTIONAL = frozenset({PREFIX + "containers", PREFIX + "registry", PREFIX + "monitoring"})
 # Other user-facing data: set in group_vars/all/memoryx.yml, read by the playbooks.
 SETTINGS = ("memoryx_image_source", "memoryx_image_archive_dir", "memoryx_gateway_api_keys",
             "memoryx_client_config_dir", "memoryx_verify", "memoryx_registry_password")
@@ -28,7 +28,7 @@ DERIVED = ("memoryx_stack", "memoryx_host", "memoryx_gateway_url", "memoryx_comp
            "memoryx_verify_now")
 # Prefixes of the playbooks' own working variables (play and task vars, registered results).
 INTERNAL = ("memoryx_preflight_", "memoryx_restart", "memoryx_verify_", "memoryx_client", "memoryx_digest_",
-            "memoryx_smoke_", "memoryx_driver_")
+            "memoryx_smoke_", "memoryx_driver_", "memoryx_monitoring_")
 DATA = (*STACK_VARIABLES, *SETTINGS)
 KNOWN = frozenset((*DATA, *DERIVED))
 

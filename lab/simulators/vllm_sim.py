@@ -19,7 +19,10 @@ What it reproduces, because the deployment depends on it:
   one GPU fail exactly as vLLM's memory profiling makes them fail.
 * The HTTP server binds only after the (simulated) load, like vLLM.
 * ``/health``, ``/v1/models``, ``/v1/chat/completions``, ``/v1/completions`` (streaming as SSE,
-  one chunk per token, TTFT then TPOT per token), ``/metrics`` (Prometheus text),
+  one chunk per token, TTFT then TPOT per token), ``/metrics`` (Prometheus text, with vLLM
+  0.19.1's ``vllm:kv_cache_usage_perc``: the KV blocks of the running requests, each holding
+  its prompt and answer in ``--block-size`` token blocks, over the KV budget:
+  ``--num-gpu-blocks-override``, else room for ``--max-num-seqs`` sequences of max_model_len),
   ``--max-num-seqs`` with a FIFO waiting queue, ``--api-key``.
 * SIGTERM: with ``--shutdown-timeout N`` new requests get 503 and in-flight ones get up to N s
   to finish; without it in-flight requests are aborted at once (connections closed).
@@ -28,6 +31,9 @@ Simulator-only environment:
   VLLM_SIM_LOAD_SECONDS  simulated engine load time (default 2.0)
   VLLM_SIM_TTFT_MS       time to first token, ms (default 30)
   VLLM_SIM_TPOT_MS       time per following output token, ms (default 5)
+  VLLM_SIM_BATCH_COST    decode step time added per other running sequence, as a share of
+                         TPOT (default 0.06: 16 running sequences take 1.9x TPOT per step, as a
+                         memory-bound decode on one GPU slows with its batch)
   VLLM_SIM_GPU_DIR       GPU memory ledger directory shared by all sims of a host
                          (default /run/nvidia-sim; created if missing)
   VLLM_SIM_GPUS_FILE     the host's GPUs, JSON list of {"index": int, "name": str,
@@ -125,6 +131,8 @@ MODELLED: dict[str, tuple[Any, Any]] = {  # dest -> (type, default)
     "max_num_seqs": (int, 256),
     "tensor_parallel_size": (int, 1),
     "shutdown_timeout": (int, 0),
+    "block_size": (int, 16),
+    "num_gpu_blocks_override": (int, None),
     "uvicorn_log_level": (str, "info"),
 }
 DEFAULT_VERSION = "0.19.1"
@@ -192,6 +200,7 @@ class Settings:
     load_seconds: float
     ttft: float
     tpot: float
+    batch_cost: float
     gpu_dir: Path
     gpus_file: Path
 
@@ -201,6 +210,7 @@ class Settings:
             load_seconds=env_float("VLLM_SIM_LOAD_SECONDS", 2.0),
             ttft=env_float("VLLM_SIM_TTFT_MS", 30.0) / 1000.0,
             tpot=env_float("VLLM_SIM_TPOT_MS", 5.0) / 1000.0,
+            batch_cost=env_float("VLLM_SIM_BATCH_COST", 0.06),
             gpu_dir=Path(os.environ.get("VLLM_SIM_GPU_DIR", "/run/nvidia-sim")),
             gpus_file=Path(os.environ.get("VLLM_SIM_GPUS_FILE", "/etc/nvidia-sim/gpus.json")),
         )
@@ -459,6 +469,9 @@ class Engine:
     max_num_seqs: int
     ttft: float
     tpot: float
+    block_size: int = 16
+    batch_cost: float = 0.0  # share of tpot added to a decode step per other running sequence
+    kv_blocks: int = 0  # the KV budget in blocks (0: room for max_num_seqs full-length sequences)
     cond: threading.Condition = field(default_factory=threading.Condition)
     stop_event: threading.Event = field(default_factory=threading.Event)
     running: int = 0
@@ -470,6 +483,29 @@ class Engine:
     success: dict[str, int] = field(default_factory=lambda: {"stop": 0, "length": 0})
     prompt_tokens: int = 0
     generation_tokens: int = 0
+    blocks_in_use: int = 0
+
+    def __post_init__(self) -> None:
+        if self.kv_blocks <= 0:
+            per_sequence = -(-self.model.max_model_len // max(self.block_size, 1))
+            self.kv_blocks = max(self.max_num_seqs, 1) * per_sequence
+
+    def kv_cache_usage(self) -> float:
+        """The share of the KV budget the running requests hold (0..1), as vLLM reports it."""
+        with self.cond:
+            return min(self.blocks_in_use / self.kv_blocks, 1.0) if self.kv_blocks else 0.0
+
+    @contextlib.contextmanager
+    def kv_cache(self, tokens: int) -> Iterator[None]:
+        """The KV blocks of one running request holding `tokens` tokens (prompt and answer)."""
+        blocks = -(-tokens // max(self.block_size, 1))
+        with self.cond:
+            self.blocks_in_use += blocks
+        try:
+            yield
+        finally:
+            with self.cond:
+                self.blocks_in_use -= blocks
 
     @contextlib.contextmanager
     def request(self, conn: socket.socket) -> Iterator[None]:
@@ -505,6 +541,12 @@ class Engine:
             with self.cond:
                 self.running -= 1
                 self.cond.notify_all()
+
+    def step(self) -> float:
+        """One decode step's time: TPOT, longer the more sequences run in the batch."""
+        with self.cond:
+            others = max(self.running - 1, 0)
+        return self.tpot * (1.0 + self.batch_cost * others)
 
     def pause(self, seconds: float) -> None:
         if self.stop_event.wait(seconds):
@@ -696,6 +738,9 @@ def metrics_text(engine: Engine) -> str:
         "# HELP vllm:num_requests_waiting Number of requests waiting to be processed.",
         "# TYPE vllm:num_requests_waiting gauge",
         f"vllm:num_requests_waiting{{{label}}} {float(waiting)}",
+        "# HELP vllm:kv_cache_usage_perc KV-cache usage. 1 means 100 percent usage.",
+        "# TYPE vllm:kv_cache_usage_perc gauge",
+        f'vllm:kv_cache_usage_perc{{{label},engine="0"}} {engine.kv_cache_usage()}',
         "# HELP vllm:request_success_total Count of successfully processed requests.",
         "# TYPE vllm:request_success_total counter",
     ]
@@ -858,11 +903,12 @@ class Handler(BaseHTTPRequestHandler):
     def serve_generation(self, gen: Generation) -> None:
         rid = ("chatcmpl-" if gen.kind == "chat" else "cmpl-") + uuid.uuid4().hex
         tokens, reason = generate_tokens(gen.prompt_text, gen.max_tokens)
-        if gen.stream:
-            self.stream(gen, rid, tokens, reason)
-        else:
-            self.engine.pause(self.engine.ttft + self.engine.tpot * (len(tokens) - 1))
-            self.send_json(200, full_response(gen, rid, tokens, reason))
+        with self.engine.kv_cache(gen.prompt_tokens + len(tokens)):
+            if gen.stream:
+                self.stream(gen, rid, tokens, reason)
+            else:
+                self.engine.pause(self.engine.ttft + self.engine.step() * (len(tokens) - 1))
+                self.send_json(200, full_response(gen, rid, tokens, reason))
         self.engine.finished(reason, gen.prompt_tokens, len(tokens))
 
     def stream(self, gen: Generation, rid: str, tokens: list[str], reason: str) -> None:
@@ -889,7 +935,7 @@ class Handler(BaseHTTPRequestHandler):
             event(chunk(gen, rid, {"delta": {"role": "assistant", "content": ""}}, None))
         for i, token in enumerate(tokens):
             if i:
-                self.engine.pause(self.engine.tpot)
+                self.engine.pause(self.engine.step())
             last = i == len(tokens) - 1
             piece = {"delta": {"content": token}} if gen.kind == "chat" else {"text": token}
             event(chunk(gen, rid, piece, reason if last else None))
@@ -906,6 +952,9 @@ class Handler(BaseHTTPRequestHandler):
 
 class Server(ThreadingHTTPServer):
     daemon_threads = True
+    # vLLM's uvicorn listens with a backlog of 2048; socketserver's default of 5 drops the SYNs of
+    # a burst of new connections (a 1 s retransmit each), which vLLM never does.
+    request_queue_size = 2048
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         exc = sys.exc_info()[1]
@@ -971,7 +1020,9 @@ def serve(
         return 0
     for entry in entries:
         entry.set_state("ready")
-    engine = Engine(model, args.max_num_seqs, settings.ttft, settings.tpot)
+    engine = Engine(model, args.max_num_seqs, settings.ttft, settings.tpot,
+                    block_size=args.block_size, batch_cost=settings.batch_cost,
+                    kv_blocks=args.num_gpu_blocks_override or 0)
     info = {
         "simulator": "vllm",
         "banner": BANNER,
@@ -986,6 +1037,7 @@ def serve(
             "load_seconds": settings.load_seconds,
             "ttft_ms": settings.ttft * 1000,
             "tpot_ms": settings.tpot * 1000,
+            "batch_cost": settings.batch_cost,
         },
     }
     try:

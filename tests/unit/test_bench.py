@@ -213,9 +213,11 @@ def test_a_real_engine_is_said_to_be_one() -> None:
 
 
 def test_vllm_simulator_settings_are_read_from_its_info() -> None:
-    info = {"simulator": "vllm", "settings": {"ttft_ms": 30.0, "tpot_ms": 5.0, "load_seconds": 2.0},
+    info = {"simulator": "vllm", "settings": {"ttft_ms": 30.0, "tpot_ms": 5.0, "load_seconds": 2.0,
+                                              "batch_cost": 0.06},
             "args": {"max_num_seqs": 16, "port": 8000}}
-    assert bench.engine_settings(info) == {"simulator": "vllm", "ttft_ms": 30.0, "tpot_ms": 5.0, "max_num_seqs": 16}
+    assert bench.engine_settings(info) == {"simulator": "vllm", "ttft_ms": 30.0, "tpot_ms": 5.0,
+                                           "batch_cost": 0.06, "max_num_seqs": 16}
     assert bench.engine_settings({"object": "error"}) is None
 
 

@@ -78,6 +78,7 @@ def test_vllm_instance_has_the_documented_shape(config: dict[str, Any]) -> None:
                             "interval": "10s", "timeout": "10s", "retries": 3,
                             "start_period": "15m"},
             "restart_policy": "always", "stop_timeout": 120,
+            "log_driver": "json-file", "log_options": {"max-size": "50m", "max-file": "5"},
         },
     }
 
@@ -101,6 +102,7 @@ def test_ollama_instance_has_the_documented_shape(config: dict[str, Any]) -> Non
             "labels": {"memoryx.role": "ollama", "memoryx.instance": "bge-gpu1",
                        "memoryx.pool": "bge", "memoryx.gpu": "1"},
             "healthcheck": None, "restart_policy": "always", "stop_timeout": 30,
+            "log_driver": "json-file", "log_options": {"max-size": "50m", "max-file": "5"},
         },
     }
 

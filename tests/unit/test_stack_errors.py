@@ -381,7 +381,7 @@ def test_missing_and_unknown_settings(config: dict[str, Any]) -> None:
     config["gpu_host"] = {}
     assert problems(config) == [
         "memoryx_config: unknown key 'gpu_host' (allowed: containers, engines, gateway, gpu_hosts, "
-        "gpu_utilization_limit, images, ollama, ollama_models_dir, registry, vllm_env, "
+        "gpu_utilization_limit, images, monitoring, ollama, ollama_models_dir, registry, vllm_env, "
         "vllm_models_dir, vllm_overhead_gib, vllm_profiles)",
         "memoryx_config: images is required",
         "memoryx_config: vllm_models_dir must be an absolute path, got 'models'"]

@@ -195,8 +195,9 @@ def test_computed_and_working_variables_are_not_typos(variables: dict[str, Any])
      "containers: vllm_healthcheck_interval must be a duration such as 10s, 15m or 1h30m, "
      "got '10 seconds'"),
     ({"vllm_stop_timeout": 0}, "containers: vllm_stop_timeout must be at least 1, got 0"),
-    ({"log_size": "10m"}, "containers: unknown key 'log_size' (allowed: ollama_stop_timeout, "
-     "restart_policy, vllm_healthcheck_interval, vllm_healthcheck_start_period, vllm_stop_timeout)"),
+    ({"log_size": "10m"}, "containers: unknown key 'log_size' (allowed: access_log_options, "
+     "log_driver, log_options, ollama_stop_timeout, restart_policy, vllm_healthcheck_interval, "
+     "vllm_healthcheck_start_period, vllm_stop_timeout)"),
 ])
 def test_container_settings_are_checked(config: dict[str, Any], settings: dict[str, Any],
                                         message: str) -> None:

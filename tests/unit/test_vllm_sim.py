@@ -487,6 +487,31 @@ def test_max_num_seqs_queues_requests_visible_in_metrics(lab: Lab) -> None:
     assert f'vllm:num_requests_running{{model_name="{SERVED}"}} 0.0' in text
 
 
+def concurrent_seconds(sim: Sim, count: int) -> float:
+    """Wall time of `count` identical completions sent at once."""
+    body = {"model": SERVED, "prompt": "batch me", "max_tokens": 10}
+    workers = [threading.Thread(target=lambda: sim.request("POST", "/v1/completions", body))
+               for _ in range(count)]
+    start = time.monotonic()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=30)
+    return time.monotonic() - start
+
+
+@pytest.mark.parametrize(("cost", "low", "high"), [("0", 0.0, 1.8), ("1.0", 2.5, 99.0)])
+def test_a_batch_slows_every_decode_step_by_its_batch_cost(lab: Lab, cost: str, low: float,
+                                                          high: float) -> None:
+    """4 sequences in one batch: no slower than one with no batch cost; with a cost of 1.0 per
+    other sequence each step takes 4 TPOT, so the batch takes about 3.8x one request."""
+    sim = lab.start(env={"VLLM_SIM_TPOT_MS": "20", "VLLM_SIM_BATCH_COST": cost})
+    sim.wait_healthy()
+    alone = concurrent_seconds(sim, 1)
+    ratio = concurrent_seconds(sim, 4) / alone
+    assert low <= ratio <= high, (cost, alone, ratio)
+
+
 # --------------------------------------------------------------------------- SIGTERM
 
 

@@ -97,7 +97,9 @@ def _variants(work: Path, sims: dict[str, h.Process], mute_port: int) -> dict[st
         {"name": "hung", "host": "loopback", "address": h.LOOPBACK, "port": mute_port}]}}
 
     return {
-        "base": make("base", free_port(), shared),
+        # base also sends its metrics lines (issue 12) to a socket test_gateway_metrics.py binds
+        "base": make("base", free_port(), shared,
+                     extra={"nginx_unified_metrics_socket_dir": str(work / "metrics")}),
         "auth": make("auth", free_port(), shared, api_keys=tuple(API_KEYS)),
         "kill": make("kill", free_port(), pools(["kill-a", "kill-b"], ["kill-q"])),
         "limits": make("limits", free_port(), shared, extra=LIMITS),

@@ -58,7 +58,9 @@ def sample(pool: str, model: str, status: str, upstream: str, request: str) -> s
 
 
 def test_program_compiles() -> None:
-    result = subprocess.run([mtail(), "--compile_only", "--logtostderr", "--progs", str(PROGRAM)],
+    # --port 0: the check opens mtail's web port first (3903 may be taken, as on a gateway host)
+    result = subprocess.run([mtail(), "--compile_only", "--logtostderr", "--address", "127.0.0.1",
+                             "--port", "0", "--progs", str(PROGRAM)],
                             text=True, capture_output=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
 

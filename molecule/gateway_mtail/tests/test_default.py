@@ -1,0 +1,176 @@
+"""Verify role gateway_mtail: mtail on the host's address counting the router's metrics lines."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from conftest import ScenarioPlaybook
+
+from memoryx_deploy import build_stack
+
+SCENARIO = Path(__file__).resolve().parent.parent
+MOLECULE = yaml.safe_load((SCENARIO / "molecule.yml").read_text())
+GROUP_VARS = MOLECULE["provisioner"]["inventory"]["group_vars"]["all"]
+SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$")
+LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+PROGRAM = "/etc/mtail/memoryx_gateway.mtail"
+# The router's metrics line (roles/nginx_unified, log_format memoryx_metrics) as a syslog datagram.
+LINE = ("<190>Nov 27 20:17:00 memoryx_gateway: pool={pool} model={model} status={status}"
+        " upstream_time={up} request_time={req}\n")
+
+
+def monitoring() -> dict[str, Any]:
+    """The monitoring view converge.yml builds: the same layout, monitoring and addresses."""
+    layout = yaml.safe_load((SCENARIO.parent / "shared" / "vars" / "layout.yml").read_text())["mxmol_layout"]
+    layout["engines"] = yaml.safe_load(
+        (SCENARIO.parents[1] / "group_vars" / "all" / "memoryx.yml").read_text())["memoryx_engines"]
+    layout["monitoring"] = GROUP_VARS["mxmol_monitoring"]
+    return dict(build_stack(layout, GROUP_VARS["mxmol_addresses"])["monitoring"])
+
+
+MONITORING = monitoring()
+ADDRESS = MONITORING["exporters"]["mx-embed-01"]["address"]
+PORT = MONITORING["mtail_port"]
+SOCKET_DIR = MONITORING["metrics_socket_dir"]
+SOCKET = f"{SOCKET_DIR}/mtail.sock"
+
+Samples = list[tuple[str, dict[str, str], float]]
+
+
+def scrape() -> Samples:
+    """mtail's /metrics as this machine (another host on the LAN) reads it."""
+    with urllib.request.urlopen(f"http://{ADDRESS}:{PORT}/metrics", timeout=5) as reply:
+        text = reply.read().decode()
+    samples: Samples = []
+    for line in text.splitlines():
+        match = SAMPLE.match(line)
+        if match:
+            samples.append((match.group(1), dict(LABEL.findall(match.group(2) or "")), float(match.group(3))))
+    return samples
+
+
+def total(samples: Samples, metric: str, /, **labels: str) -> float:
+    """Sum of the samples of `metric` carrying these labels (0 when there is none)."""
+    return sum(v for name, have, v in samples if name == metric and labels.items() <= have.items())
+
+
+def wait_for(check: Callable[[Samples], bool], seconds: float = 30) -> Samples:
+    deadline = time.monotonic() + seconds
+    samples = scrape()
+    while not check(samples) and time.monotonic() < deadline:
+        time.sleep(0.5)
+        samples = scrape()
+    return samples
+
+
+def send(host: Any, line: str) -> None:
+    """One datagram to mtail's socket as user nobody (the nginx workers are not mtail's user)."""
+    script = ("import socket; s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM);"
+              f" s.sendto({line.encode()!r}, {SOCKET!r})")
+    host.run_expect([0], f"runuser -u nobody -- python3 -c {shlex.quote(script)}")
+
+
+def test_the_data_puts_mtail_on_the_host_address() -> None:
+    assert GROUP_VARS["mxmol_addresses"]["mx-embed-01"] == ADDRESS
+    assert MONITORING["exporters"]["mx-embed-01"]["mtail"]
+
+
+def test_package_installed(host: Any) -> None:
+    assert host.package("mtail").is_installed
+
+
+def test_service_enabled_and_active(host: Any) -> None:
+    assert host.service("mtail").is_enabled
+    assert host.run("systemctl is-active mtail").stdout.strip() == "active"
+
+
+def test_listens_only_on_the_host_address(host: Any) -> None:
+    listening = host.check_output(f"ss -Hltn 'sport = :{PORT}'").splitlines()
+    assert [line.split()[3] for line in listening] == [f"{ADDRESS}:{PORT}"]
+    assert host.run(f"curl -sS --max-time 5 http://127.0.0.1:{PORT}/metrics").rc != 0
+
+
+def test_installed_program_compiles(host: Any) -> None:
+    program = host.file(PROGRAM)
+    assert (program.user, program.mode) == ("root", 0o644)
+    # an ephemeral loopback port: the running mtail holds the configured one
+    result = host.run(f"mtail --compile_only --logtostderr --address 127.0.0.1 --port 0 --progs {PROGRAM}")
+    assert result.rc == 0, result.stderr
+
+
+def test_socket_is_mtails_and_writable_by_all(host: Any) -> None:
+    directory = host.file(SOCKET_DIR)
+    assert (directory.is_directory, directory.user, directory.mode) == (True, "mtail", 0o755)
+    sock = host.file(SOCKET)
+    assert sock.is_socket
+    assert sock.mode == 0o777
+
+
+def test_counts_a_request_line(host: Any) -> None:
+    labels = {"pool": "llama", "model": "llama3.1-8b", "status": "200"}
+    before = scrape()
+    send(host, LINE.format(**labels, up="0.012", req="0.013"))
+    after = wait_for(lambda s: total(s, "memoryx_gateway_requests_total", **labels)
+                     > total(before, "memoryx_gateway_requests_total", **labels))
+    assert total(after, "memoryx_gateway_requests_total", **labels) == \
+        total(before, "memoryx_gateway_requests_total", **labels) + 1
+    assert total(after, "memoryx_gateway_request_seconds_count", pool="llama", model="llama3.1-8b") == \
+        total(before, "memoryx_gateway_request_seconds_count", pool="llama", model="llama3.1-8b") + 1
+    assert total(after, "memoryx_gateway_requests_total", prog="memoryx_gateway.mtail", **labels) >= 1
+
+
+def test_counts_a_retry_and_observes_the_last_try(host: Any) -> None:
+    labels = {"pool": "bge", "model": "bge-m3"}
+    before = scrape()
+    send(host, LINE.format(**labels, status="502", up="0.001, 0.015", req="0.020"))
+    after = wait_for(lambda s: total(s, "memoryx_gateway_upstream_retries_total", **labels)
+                     > total(before, "memoryx_gateway_upstream_retries_total", **labels))
+    assert total(after, "memoryx_gateway_upstream_retries_total", **labels) == \
+        total(before, "memoryx_gateway_upstream_retries_total", **labels) + 1
+    assert total(after, "memoryx_gateway_requests_total", status="502", **labels) == \
+        total(before, "memoryx_gateway_requests_total", status="502", **labels) + 1
+    observed = total(after, "memoryx_gateway_upstream_seconds_sum", **labels) - \
+        total(before, "memoryx_gateway_upstream_seconds_sum", **labels)
+    assert abs(observed - 0.015) < 1e-9
+
+
+def test_a_changed_program_is_checked_and_reloaded_while_mtail_runs(
+    host: Any, scenario_playbook: ScenarioPlaybook
+) -> None:
+    """The role's compile check must not collide with the running mtail's port."""
+    pid = host.check_output("systemctl show -p MainPID --value mtail")
+    host.run_expect([0], f"echo '# changed by hand' >> {PROGRAM}")
+    run = scenario_playbook("converge.yml")
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert "# changed by hand" not in host.file(PROGRAM).content_string
+    assert host.check_output("systemctl show -p MainPID --value mtail") == pid  # reloaded, not restarted
+    labels = {"pool": "llama", "model": "llama3.1-8b", "status": "404"}
+    send(host, LINE.format(**labels, up="-", req="0.001"))
+    assert total(wait_for(lambda s: total(s, "memoryx_gateway_requests_total", **labels) >= 1),
+                 "memoryx_gateway_requests_total", **labels) == 1
+
+
+def test_comes_back_after_a_kill_leaves_its_socket(host: Any) -> None:
+    """Last: SIGKILL leaves the socket file behind; the drop-in removes it before the next start."""
+    pid = host.check_output("systemctl show -p MainPID --value mtail")
+    host.run_expect([0], "systemctl kill -s KILL mtail")
+    deadline = time.monotonic() + 30
+    while host.check_output("systemctl show -p MainPID --value mtail") == pid and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert host.file(SOCKET).exists  # the stale socket
+    host.run_expect([0], "systemctl reset-failed mtail; systemctl start mtail")
+    assert host.run("systemctl is-active mtail").stdout.strip() == "active"
+    labels = {"pool": "llama", "model": "llama3.1-8b", "status": "429"}
+    deadline = time.monotonic() + 30
+    while not host.file(SOCKET).is_socket and time.monotonic() < deadline:
+        time.sleep(0.5)
+    send(host, LINE.format(**labels, up="-", req="0.001"))
+    assert total(wait_for(lambda s: total(s, "memoryx_gateway_requests_total", **labels) >= 1),
+                 "memoryx_gateway_requests_total", **labels) == 1

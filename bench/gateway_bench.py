@@ -3,7 +3,8 @@
 
 (a) latency the gateway adds: p50/p99 of N sequential requests to a zero-latency vLLM
     simulator over one kept-alive connection, direct vs through the gateway (client side +
-    router) in plain HTTP, and in TLS (1.3, verifying the site CA): the TLS cost separately;
+    router) in plain HTTP, and in TLS (1.3, verifying the site CA): the TLS cost separately,
+    and the router's hop alone (its loopback port) against the client side's;
 (b) scaling: simulators holding a fixed TTFT and --max-num-seqs, 1, 2 and 4 Llama members
     behind the gateway at a fixed client concurrency, throughput as a share of linear scaling;
 (c) reloads under traffic: clients without retries (openai, keep-alive) send one-token chats
@@ -227,21 +228,24 @@ def main() -> int:
             trust = ssl.create_default_context(cafile=str(work / "pki" / "ca.crt"))
             trust.check_hostname = False  # connecting to 127.0.0.1, a name of the certificate
             timed_requests(zero.port, 20)
+            timed_requests(latency.router_port, 20)
             timed_requests(plain_port, 20)  # warm up every path
             timed_requests(gw.port, 20, trust)
             direct = timed_requests(zero.port, args.requests)
+            router = timed_requests(latency.router_port, args.requests)  # the router's hop alone
             via = timed_requests(plain_port, args.requests)
             via_tls = timed_requests(gw.port, args.requests, trust)
             gw.stop()
             print(f"(a) added latency, {args.requests} sequential requests over one kept-alive "
                   "connection, zero-latency simulator")
             print(f"    {'path':<16}{'p50 ms':>10}{'p99 ms':>10}")
-            for label, times in (("direct", direct), ("gateway HTTP", via),
-                                 ("gateway TLS 1.3", via_tls)):
+            for label, times in (("direct", direct), ("router alone", router),
+                                 ("gateway HTTP", via), ("gateway TLS 1.3", via_tls)):
                 print(f"    {label:<16}{1000 * statistics.median(times):>10.2f}"
                       f"{1000 * percentile(times, 0.99):>10.2f}")
-            for label, slow, fast in (("added, HTTP", via, direct), ("added, TLS", via_tls, direct),
-                                      ("TLS cost", via_tls, via)):
+            for label, slow, fast in (("added, HTTP", via, direct), ("  router hop", router, direct),
+                                      ("  client side", via, router),
+                                      ("added, TLS", via_tls, direct), ("TLS cost", via_tls, via)):
                 print(f"    {label:<16}"
                       f"{1000 * (statistics.median(slow) - statistics.median(fast)):>10.2f}"
                       f"{1000 * (percentile(slow, 0.99) - percentile(fast, 0.99)):>10.2f}")

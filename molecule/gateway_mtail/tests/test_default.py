@@ -2,58 +2,34 @@
 
 from __future__ import annotations
 
-import re
 import shlex
 import time
-import urllib.request
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-import yaml
 from conftest import ScenarioPlaybook
+from monitoring_testkit import Sample, monitoring_view, poll, scenario_vars
+from monitoring_testkit import scrape as monitoring_scrape
 
-from memoryx_deploy import build_stack
-
-SCENARIO = Path(__file__).resolve().parent.parent
-MOLECULE = yaml.safe_load((SCENARIO / "molecule.yml").read_text())
-GROUP_VARS = MOLECULE["provisioner"]["inventory"]["group_vars"]["all"]
-SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$")
-LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+GROUP_VARS = scenario_vars(__file__)
 PROGRAM = "/etc/mtail/memoryx_gateway.mtail"
 # The router's metrics line (roles/nginx_unified, log_format memoryx_metrics) as a syslog datagram.
 LINE = ("<190>Nov 27 20:17:00 memoryx_gateway: pool={pool} model={model} status={status}"
         " upstream_time={up} request_time={req}\n")
 
 
-def monitoring() -> dict[str, Any]:
-    """The monitoring view converge.yml builds: the same layout, monitoring and addresses."""
-    layout = yaml.safe_load((SCENARIO.parent / "shared" / "vars" / "layout.yml").read_text())["mxmol_layout"]
-    layout["engines"] = yaml.safe_load(
-        (SCENARIO.parents[1] / "group_vars" / "all" / "memoryx.yml").read_text())["memoryx_engines"]
-    layout["monitoring"] = GROUP_VARS["mxmol_monitoring"]
-    return dict(build_stack(layout, GROUP_VARS["mxmol_addresses"])["monitoring"])
-
-
-MONITORING = monitoring()
+MONITORING = monitoring_view(GROUP_VARS)
 ADDRESS = MONITORING["exporters"]["mx-embed-01"]["address"]
 PORT = MONITORING["mtail_port"]
 SOCKET_DIR = MONITORING["metrics_socket_dir"]
 SOCKET = f"{SOCKET_DIR}/mtail.sock"
 
-Samples = list[tuple[str, dict[str, str], float]]
+Samples = list[Sample]
 
 
 def scrape() -> Samples:
     """mtail's /metrics as this machine (another host on the LAN) reads it."""
-    with urllib.request.urlopen(f"http://{ADDRESS}:{PORT}/metrics", timeout=5) as reply:
-        text = reply.read().decode()
-    samples: Samples = []
-    for line in text.splitlines():
-        match = SAMPLE.match(line)
-        if match:
-            samples.append((match.group(1), dict(LABEL.findall(match.group(2) or "")), float(match.group(3))))
-    return samples
+    return monitoring_scrape(f"http://{ADDRESS}:{PORT}/metrics")
 
 
 def total(samples: Samples, metric: str, /, **labels: str) -> float:
@@ -62,12 +38,7 @@ def total(samples: Samples, metric: str, /, **labels: str) -> float:
 
 
 def wait_for(check: Callable[[Samples], bool], seconds: float = 30) -> Samples:
-    deadline = time.monotonic() + seconds
-    samples = scrape()
-    while not check(samples) and time.monotonic() < deadline:
-        time.sleep(0.5)
-        samples = scrape()
-    return samples
+    return poll(scrape, check, seconds)
 
 
 def send(host: Any, line: str) -> None:

@@ -2,38 +2,20 @@
 
 from __future__ import annotations
 
-import re
-import time
-import urllib.request
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+from monitoring_testkit import monitoring_view, poll, scenario_vars
+from monitoring_testkit import scrape as monitoring_scrape
 
-from memoryx_deploy import build_stack
-
-SCENARIO = Path(__file__).resolve().parent.parent
-MOLECULE = yaml.safe_load((SCENARIO / "molecule.yml").read_text())
-GROUP_VARS = MOLECULE["provisioner"]["inventory"]["group_vars"]["all"]
+GROUP_VARS = scenario_vars(__file__)
 GPUS = GROUP_VARS["mxmol_gpu_table"]["gpus"]
 LEDGER = GROUP_VARS["mxmol_ledger"]
 MIB = 1024 * 1024
-SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$")
-LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
 
-def monitoring() -> dict[str, Any]:
-    """The monitoring view converge.yml builds: the same layout, monitoring and addresses."""
-    layout = yaml.safe_load((SCENARIO.parent / "shared" / "vars" / "layout.yml").read_text())["mxmol_layout"]
-    layout["engines"] = yaml.safe_load(
-        (SCENARIO.parents[1] / "group_vars" / "all" / "memoryx.yml").read_text())["memoryx_engines"]
-    layout["monitoring"] = GROUP_VARS["mxmol_monitoring"]
-    return dict(build_stack(layout, GROUP_VARS["mxmol_addresses"])["monitoring"])
-
-
-MONITORING = monitoring()
+MONITORING = monitoring_view(GROUP_VARS)
 ADDRESS = MONITORING["exporters"]["mx-llm-01"]["address"]
 PORT = MONITORING["node_exporter_port"]
 INTERVAL = MONITORING["scrape_interval_seconds"]
@@ -45,15 +27,8 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 def scrape() -> Samples:
     """node exporter's /metrics as this machine (another host on the LAN) reads it."""
-    with urllib.request.urlopen(f"http://{ADDRESS}:{PORT}/metrics", timeout=5) as reply:
-        text = reply.read().decode()
-    samples: Samples = {}
-    for line in text.splitlines():
-        match = SAMPLE.match(line)
-        if match:
-            labels = frozenset(LABEL.findall(match.group(2) or ""))
-            samples[match.group(1), labels] = float(match.group(3))
-    return samples
+    samples = monitoring_scrape(f"http://{ADDRESS}:{PORT}/metrics")
+    return {(name, frozenset(labels.items())): number for name, labels, number in samples}
 
 
 def value(samples: Samples, metric: str, /, **labels: str) -> float | None:
@@ -61,12 +36,7 @@ def value(samples: Samples, metric: str, /, **labels: str) -> float | None:
 
 
 def wait_for(check: Callable[[Samples], bool], seconds: float = 10 * INTERVAL + 30) -> Samples:
-    deadline = time.monotonic() + seconds
-    samples = scrape()
-    while not check(samples) and time.monotonic() < deadline:
-        time.sleep(0.5)
-        samples = scrape()
-    return samples
+    return poll(scrape, check, seconds)
 
 
 def test_the_data_puts_the_exporter_on_the_host_address() -> None:

@@ -4,22 +4,19 @@ from __future__ import annotations
 
 import json
 import shlex
-import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 from conftest import ScenarioPlaybook
+from monitoring_testkit import monitoring_view, scenario_vars
+from monitoring_testkit import poll as monitoring_poll
 
-from memoryx_deploy import build_stack
 from memoryx_deploy.monitoring import alert_rules
 
-SCENARIO = Path(__file__).resolve().parent.parent
-MOLECULE = yaml.safe_load((SCENARIO / "molecule.yml").read_text())
-GROUP_VARS = MOLECULE["provisioner"]["inventory"]["group_vars"]["all"]
+GROUP_VARS = scenario_vars(__file__)
 CONFIG = "/etc/prometheus/prometheus.yml"
 RULES = "/etc/prometheus/memoryx.rules.yml"
 # What is up: the Prometheus host's own targets (prepare.yml runs its exporters). Host
@@ -29,16 +26,7 @@ DOWN_HOST = "mx-llm-01"
 T = TypeVar("T")
 
 
-def monitoring() -> dict[str, Any]:
-    """The monitoring view vars/inputs.yml builds: the same layout, monitoring and addresses."""
-    layout = yaml.safe_load((SCENARIO.parent / "shared" / "vars" / "layout.yml").read_text())["mxmol_layout"]
-    layout["engines"] = yaml.safe_load(
-        (SCENARIO.parents[1] / "group_vars" / "all" / "memoryx.yml").read_text())["memoryx_engines"]
-    layout["monitoring"] = GROUP_VARS["mxmol_monitoring"]
-    return dict(build_stack(layout, GROUP_VARS["mxmol_addresses"])["monitoring"])
-
-
-MONITORING = monitoring()
+MONITORING = monitoring_view(GROUP_VARS)
 ADDRESS = MONITORING["listen_address"]
 PORT = MONITORING["port"]
 # every target the stack defines, by (job, instance label)
@@ -61,12 +49,7 @@ def api(path: str, **query: str) -> Any:
 
 
 def poll(read: Callable[[], T], done: Callable[[T], bool], seconds: float = 90) -> T:
-    deadline = time.monotonic() + seconds
-    value = read()
-    while not done(value) and time.monotonic() < deadline:
-        time.sleep(1)
-        value = read()
-    return value
+    return monitoring_poll(read, done, seconds, pause=1)
 
 
 def health() -> dict[tuple[str, str], str]:

@@ -13,7 +13,7 @@ from memoryx_deploy.model import StackError
 from memoryx_deploy.plan import format_plan
 from memoryx_deploy.smoke import smoke_failures, smoke_runs, smoke_todo
 from memoryx_deploy.stack import build_stack, stack_from_variables
-from memoryx_deploy.status import format_status, probe_results, status_report
+from memoryx_deploy.status import format_status, log_search, probe_results, status_report
 from memoryx_deploy.tls import expiry_report
 from memoryx_deploy.variables import readable_names
 
@@ -57,6 +57,7 @@ FUNCTIONS: dict[str, Filter] = {
     # issue 12: the running stack against its data (playbooks/status.yml)
     "memoryx_status_report": status_report,
     "memoryx_status_probes": probe_results,
+    "memoryx_status_log_search": log_search,
     "memoryx_status_table": format_status,
 }
 

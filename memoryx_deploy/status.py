@@ -10,11 +10,13 @@ through ansible-runner and prints the same report, or its JSON (`--json`).
 from __future__ import annotations
 
 import csv
+import fnmatch
 import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypedDict
 
+from memoryx_deploy.container_logs import log_files
 from memoryx_deploy.model import Stack
 
 # vLLM's gauges (V1 names; the V0 name of the KV-cache gauge is read too)
@@ -150,12 +152,21 @@ class _Host:
         return {str(n) for n in down} if isinstance(down, Mapping) else set()
 
     def log_bytes(self, container: Mapping[str, Any]) -> int | None:
-        """The size of the container's log files, the rotated ones included (json-file:
-        <id>-json.log*, local: local-logs/container.log*, all under the container's folder)."""
-        folder = f"/containers/{container.get('Id')}/"
+        """The size of the container's log files, the rotated ones included (where
+        `container_logs.log_files` says its driver keeps them)."""
+        files = log_files(container)
+        if files is None:
+            return None
         sizes = [int(f.get("size") or 0) for f in self.data.get("log_files") or []
-                 if isinstance(f, Mapping) and folder in str(f.get("path", ""))]
+                 if isinstance(f, Mapping) and fnmatch.fnmatchcase(str(f.get("path", "")), files.glob)]
         return sum(sizes) if sizes else None
+
+
+def log_search(containers: Iterable[Mapping[str, Any]]) -> dict[str, list[str]]:
+    """Where playbooks/status.yml looks for the log files of these containers (`docker inspect`
+    objects): the folders and file patterns `container_logs.log_files` gives for each."""
+    found = [files for files in map(log_files, containers) if files is not None]
+    return {"paths": sorted({f.directory for f in found}), "patterns": sorted({f.pattern for f in found})}
 
 
 def probe_results(results: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -29,7 +29,8 @@ NAMES = {"memoryx_stack", "memoryx_stack_from_variables", "memoryx_data_variable
          "memoryx_image_records", "memoryx_gpu_check", "memoryx_smoke_runs", "memoryx_smoke_todo",
          "memoryx_smoke_failures", "memoryx_pull_plan", "memoryx_registry_auth",
          "memoryx_daemon_json", "memoryx_running_digests", "memoryx_tls_expiry",
-         "memoryx_status_report", "memoryx_status_probes", "memoryx_status_table"}
+         "memoryx_status_report", "memoryx_status_probes", "memoryx_status_table",
+         "memoryx_status_log_search"}
 
 
 def load_shim() -> ModuleType:

@@ -12,7 +12,7 @@ import pytest
 from memoryx_deploy import build_stack
 from memoryx_deploy.__main__ import load_config
 from memoryx_deploy.model import Stack
-from memoryx_deploy.status import format_status, probe_results, status_report
+from memoryx_deploy.status import format_status, log_search, probe_results, status_report
 
 ROOT = Path(__file__).resolve().parents[2]
 ADDRESSES = {"mx-llm-01": "192.168.31.10", "mx-embed-01": "192.168.31.65"}
@@ -38,7 +38,9 @@ def inspect(record: Mapping[str, Any], ident: str) -> dict[str, Any]:
                    "Env": [f"{k}={v}" for k, v in record["env"].items()] + IMAGE_ENV,
                    "Labels": record["labels"]},
         "HostConfig": {"DeviceRequests": [{"Driver": "nvidia", "DeviceIDs": r["device_ids"]}
-                                          for r in record["device_requests"]]},
+                                          for r in record["device_requests"]],
+                       "LogConfig": {"Type": record["log_driver"], "Config": record["log_options"]}},
+        "LogPath": f"/var/lib/docker/containers/{ident}/{ident}-json.log",
     }
 
 
@@ -64,7 +66,9 @@ def healthy(stack: Stack) -> dict[str, Any]:
             containers.append({"Id": f"id-{name}", "Name": "/" + name, "Image": "sha256:nginx",
                                "RestartCount": 0,
                                "State": {"Status": "running", "StartedAt": STARTED},
-                               "Config": {"Image": stack["gateway"]["image"], "Env": [], "Labels": {}}})
+                               "Config": {"Image": stack["gateway"]["image"], "Env": [], "Labels": {}},
+                               "HostConfig": {"LogConfig": {"Type": "json-file", "Config": {}}},
+                               "LogPath": f"/var/lib/docker/containers/id-{name}/id-{name}-json.log"})
         observed[host] = {
             "containers": containers,
             "images": [{"Id": c["Image"], "Config": {"Env": IMAGE_ENV}} for c in containers],
@@ -252,3 +256,23 @@ def test_the_table_lists_rows_and_every_problem(stack: Stack) -> None:
     assert lines[-1] == (" - mx-llm-01: the backend firewall unit is failed: the instances' ports "
                          "are open to the whole LAN")
     assert any(line.split()[:2] == ["mx-llm-01", "2"] and line.endswith("37%") for line in lines)
+
+
+def test_log_files_are_searched_where_each_driver_keeps_them(stack: Stack) -> None:
+    observed = healthy(stack)
+    containers = observed["mx-embed-01"]["containers"]
+    local = container(observed, "mx-embed-01", "ollama_bge_gpu0")
+    local["HostConfig"]["LogConfig"]["Type"] = "local"
+    local["HostnamePath"] = "/srv/docker/containers/id-ollama_bge_gpu0/hostname"  # another Docker root
+    search = log_search(containers)
+    assert "/srv/docker/containers/id-ollama_bge_gpu0/local-logs" in search["paths"]
+    assert "/var/lib/docker/containers/id-memoryx_gateway" in search["paths"]
+    assert search["patterns"] == sorted({f"id-{name}-json.log*" for name in
+                                         ["ollama_bge_gpu1", "memoryx_gateway", "memoryx_gateway_router"]}
+                                        | {"container.log*"})
+    observed["mx-embed-01"]["log_files"] += [
+        {"path": "/srv/docker/containers/id-ollama_bge_gpu0/local-logs/container.log", "size": 700},
+        {"path": "/srv/docker/containers/id-ollama_bge_gpu0/local-logs/container.log.1.gz", "size": 70}]
+    report = status_report(stack, observed, NOW)
+    assert next(r for r in report["instances"] if r["instance"] == "bge-gpu0")["log_bytes"] == 770
+    assert next(r for r in report["instances"] if r["instance"] == "bge-gpu1")["log_bytes"] == 1024

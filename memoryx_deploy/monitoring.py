@@ -271,9 +271,12 @@ def alert_rules(monitoring: Mapping[str, Any]) -> dict[str, Any]:
     """The alert rules file (Prometheus rule groups) for the thresholds of the data. A pool is
     a vLLM pool (job vllm); Ollama serves no /metrics, so its pools are not watched here."""
     a = monitoring["alerts"]
+    # Only the stack's targets carry `host` (and a vLLM one `pool`): a scrape the stack did not
+    # define (an operator's own job, or the samples of Debian's default configuration left in the
+    # database by a first start) never raises them.
     rules: list[dict[str, Any]] = [
         {"alert": "MemoryxInstanceDown",
-         "expr": 'up{job=~"vllm|gateway|node"} == 0',
+         "expr": 'up{job=~"vllm|gateway|node",host!=""} == 0',
          "for": a["instance_down_for"],
          "labels": {"severity": "critical"},
          "annotations": {
@@ -281,7 +284,7 @@ def alert_rules(monitoring: Mapping[str, Any]) -> dict[str, Any]:
              "description": "Prometheus could not scrape {{ $labels.instance }} "
                             "({{ $labels.job }}) for " + a["instance_down_for"] + "."}},
         {"alert": "MemoryxPoolWithoutLiveMember",
-         "expr": 'sum by (pool) (up{job="vllm"}) == 0',
+         "expr": 'sum by (pool) (up{job="vllm",pool!=""}) == 0',
          "for": a["pool_down_for"],
          "labels": {"severity": "critical"},
          "annotations": {

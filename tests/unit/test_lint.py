@@ -47,6 +47,10 @@ def test_mypy_strict() -> None:
     for script in ("bench/ansible_bench.py", "scripts/vllm-flags", "plugins/vars/memoryx_yaml.py"):
         result = run(str(BIN / "mypy"), "--strict", script)
         assert result.returncode == 0, script + result.stdout[-4000:]
+    # each scenario's verify module is a test_default.py: one mypy run apiece
+    for verify in sorted([*(ROOT / "molecule").glob("*.py"), *(ROOT / "molecule").glob("*/tests/*.py")]):
+        result = run(str(BIN / "mypy"), "--strict", str(verify), MYPYPATH=str(ROOT / "molecule"))
+        assert result.returncode == 0, str(verify) + result.stdout[-4000:]
     for simulator in sorted((ROOT / "lab/simulators").glob("*.py")):
         result = run(str(BIN / "mypy"), "--strict", str(simulator))
         assert result.returncode == 0, result.stdout[-4000:]

@@ -103,6 +103,9 @@ def test_alerts_fire_on_their_conditions_and_not_on_healthy_series(
              {"series": f"up{{{live}}}", "values": "1x42"},
              {"series": f"up{{{qwen}}}", "values": "1 1 0x40"},  # the qwen pool's only member
              {"series": 'up{job="node",instance="mx-llm-01",host="mx-llm-01"}', "values": "1x42"},
+             # not the stack's targets: Debian's default configuration's, no host or pool label
+             {"series": 'up{job="node",instance="localhost:9100"}', "values": "0x42"},
+             {"series": 'up{job="vllm",instance="localhost:8000"}', "values": "0x42"},
              {"series": f"vllm:kv_cache_usage_perc{{{down},engine=\"0\"}}", "values": "0.95x42"},
              {"series": f"vllm:kv_cache_usage_perc{{{live},engine=\"0\"}}", "values": "0.95x8 0.5x34"},
              {"series": f"vllm:num_requests_waiting{{{down}}}", "values": "9x42"},

@@ -25,7 +25,7 @@ def converge_instances() -> tuple[dict[str, Any], list[dict[str, Any]]]:
     here = build_stack(layout, addresses)["by_host"]["mx-embed-01"]["ollama_instances"]
     elsewhere = build_stack({**layout, "gateway": {**layout["gateway"], "host": "mx-llm-01"}},
                             addresses)["by_host"]["mx-embed-01"]["ollama_instances"]
-    return layout, [*here[:1], *elsewhere[1:]]
+    return layout, [dict(item) for item in [*here[:1], *elsewhere[1:]]]
 
 
 LAYOUT, INSTANCES = converge_instances()

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import pytest
 import yaml
 from conftest import ScenarioPlaybook
 from monitoring_testkit import monitoring_view, scenario_vars
@@ -111,6 +113,23 @@ def test_targets_are_the_stacks() -> None:
 def test_targets_of_the_host_are_up_and_of_the_absent_host_down() -> None:
     expected = {**dict.fromkeys(UP, "up"), **dict.fromkeys(DOWN, "down")}
     assert poll(health, lambda seen: seen == expected) == expected
+
+
+@pytest.mark.parametrize("unit", ["prometheus", "prometheus-node-exporter", "mtail"])
+def test_no_package_start_ever_listened_on_every_address(host: Any, unit: str) -> None:
+    """Installing the package does not start the service with Debian's defaults (every
+    address, for the seconds before the role's configuration restarts it)."""
+    journal = host.check_output(f"journalctl -u {unit} --no-pager -o cat")
+    listened = re.findall(r"Listening on\S*\s+(?:address=)?(\S+)", journal)
+    assert listened, journal[-2000:]
+    assert {a.rsplit(":", 1)[0] for a in listened} == {ADDRESS}, journal[-2000:]
+
+
+def test_the_database_holds_only_the_stacks_scrapes() -> None:
+    """The package never ran Prometheus with Debian's own configuration (localhost:9090 and
+    localhost:9100): a first start with it leaves `up` samples that a restart never marks stale."""
+    seen = api("query", query="group by (job, instance) (last_over_time(up[1h]))")["result"]
+    assert {(r["metric"]["job"], r["metric"]["instance"]) for r in seen} == set(BY_KEY)
 
 
 def test_gpu_figures_reach_prometheus() -> None:

@@ -25,7 +25,7 @@ def converge_data() -> tuple[list[dict[str, Any]], str]:
     addresses = yaml.safe_load((SCENARIO / "molecule.yml").read_text())[
         "provisioner"]["inventory"]["group_vars"]["all"]["mxmol_addresses"]
     stack = build_stack(layout, addresses)
-    return list(stack["by_host"]["mx-llm-01"]["vllm_instances"]), layout["vllm_models_dir"]
+    return [dict(i) for i in stack["by_host"]["mx-llm-01"]["vllm_instances"]], layout["vllm_models_dir"]
 
 
 INSTANCES, MODELS_DIR = converge_data()

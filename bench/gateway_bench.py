@@ -9,13 +9,15 @@
     behind the gateway at a fixed client concurrency, throughput as a share of linear scaling;
 (c) reloads under traffic: clients without retries (openai, keep-alive) send one-token chats
     (streamed and not) while the gateway reloads: the router (any configuration change), the
-    client side itself (its own file or the certificate), and the router with keep-alive off;
+    client side itself (its own file changed), and the router with keep-alive off;
 (d) worst-case memory: N clients (16) send the largest body a chat accepts at once, to a
     simulator that holds each request for --hold-ms; peak resident memory of nginx (master +
     workers) over its idle figure, for a body of one long string and one of many small JSON
     objects (the shape that cost ~14x its size when njs parsed it whole). Bodies beyond the
-    large-body slots get 429 at once; the figure is what the gateway holds for the rest.
-
+    large-body slots get 429 at once; the figure is what the gateway holds for the rest;
+(e) new TLS connections: full handshakes (TLS 1.3, no session resumed) on the client side, which
+    reads the certificate file at each one (so a renewal needs no reload), against a twin of
+    the same configuration that loads it once at start.
 Run: .venv/bin/python bench/gateway_bench.py [--requests 400] [--ttft-ms 100] ...
 """
 
@@ -26,6 +28,7 @@ import contextlib
 import http.client
 import io
 import json
+import socket
 import ssl
 import statistics
 import sys
@@ -74,6 +77,41 @@ def timed_requests(port: int, count: int, tls: ssl.SSLContext | None = None) -> 
     finally:
         conn.close()
     return times
+
+
+def handshake_times(port: int, count: int, tls: ssl.SSLContext) -> list[float]:
+    """`count` new TLS connections, each a full handshake (no session resumed); seconds each."""
+    times = []
+    for _ in range(count):
+        start = time.perf_counter()
+        with socket.create_connection((h.LOOPBACK, port), timeout=10) as raw, \
+                tls.wrap_socket(raw, server_hostname=h.LOOPBACK):
+            times.append(time.perf_counter() - start)
+    return times
+
+
+def static_certificate_twin(var: h.Variant, work: Path,
+                            trust: ssl.SSLContext) -> tuple[h.Nginx, int]:
+    """The variant's client side with its certificate loaded at start (a literal path instead
+    of the variable), on its own port in front of the same router; (nginx, port)."""
+    runtime = work / f"{var.name}-static"
+    runtime.mkdir()
+    port = free_port()
+    plain = int(var.extra["nginx_unified_http_port"])
+    conf = (var.runtime / "nginx.conf").read_text().replace(str(var.runtime), str(runtime))
+    for directive in ("ssl_certificate", "ssl_certificate_key"):
+        conf = conf.replace(f"{directive} $mx_gateway_pem;", f"{directive} {runtime / 'gateway.pem'};")
+    conf = conf.replace(f":{var.port} ", f":{port} ").replace(f":{plain};", f":{free_port()};")
+    (runtime / "nginx.conf").write_text(conf)
+    (runtime / "gateway.pem").write_bytes((var.runtime / "gateway.pem").read_bytes())
+    def up() -> bool:
+        try:
+            return bool(handshake_times(port, 1, trust))
+        except OSError:
+            return False
+
+    twin = h.start_nginx(runtime, "nginx.conf", "nginx.pid", up, f"static-certificate twin on port {port}")
+    return twin, port
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -235,6 +273,14 @@ def main() -> int:
             router = timed_requests(latency.router_port, args.requests)  # the router's hop alone
             via = timed_requests(plain_port, args.requests)
             via_tls = timed_requests(gw.port, args.requests, trust)
+            twin, twin_port = static_certificate_twin(latency, work, trust)
+            try:
+                handshake_times(twin_port, 20, trust)
+                handshake_times(gw.port, 20, trust)  # warm up
+                loaded = handshake_times(twin_port, args.requests, trust)
+                per_handshake = handshake_times(gw.port, args.requests, trust)
+            finally:
+                twin.stop()
             gw.stop()
             print(f"(a) added latency, {args.requests} sequential requests over one kept-alive "
                   "connection, zero-latency simulator")
@@ -285,6 +331,14 @@ def main() -> int:
                 print(f"    {label:<16}{accepted:>9}{refused:>6}{idle / 1024:>10.1f}"
                       f"{peak / 1024:>10.1f}{added:>10.1f}"
                       f"{added / max(accepted, 1) / (size / 2**20):>9.2f}x")
+            print(f"\n(e) new TLS connections: {args.requests} full TLS 1.3 handshakes each")
+            print(f"    {'certificate':<24}{'p50 ms':>10}{'p99 ms':>10}")
+            for label, times in (("read at each handshake", per_handshake),
+                                 ("loaded at start", loaded)):
+                print(f"    {label:<24}{1000 * statistics.median(times):>10.2f}"
+                      f"{1000 * percentile(times, 0.99):>10.2f}")
+            print(f"    {'cost per new connection':<24}"
+                  f"{1000 * (statistics.median(per_handshake) - statistics.median(loaded)):>10.2f}")
         finally:
             for gateway in gateways:
                 gateway.stop()

@@ -372,7 +372,7 @@ class Gateway:
         (self.router or self.front).reload()
 
     def reload_front(self) -> None:
-        """The client side reloads (its own file or the certificate changed)."""
+        """The client side reloads (its own file changed)."""
         self.front.reload()
 
     def nginx_pids(self) -> list[int]:

@@ -1,12 +1,19 @@
 """TLS at the gateway (variant `tls`: certificate issued by role gateway_tls from a site CA made
 under tmp): the real openai and ollama clients verifying that CA work on every route; a client
 that does not trust the CA fails; TLS 1.2 and 1.3 only; HTTP/2 by ALPN; the plain-HTTP port
-the data enabled serves too; the client side's own reloads keep HTTP/2 clients whole."""
+the data enabled serves too; a renewed certificate reaches new connections with no reload and
+no request lost; a certificate whose key does not match is refused before it is promoted."""
 
 from __future__ import annotations
 
+import datetime
+import http.client
+import os
+import shutil
+import socket
 import ssl
 import subprocess
+import time
 from pathlib import Path
 
 import harness as h
@@ -14,7 +21,12 @@ import httpx
 import ollama
 import openai
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from harness import API_KEYS, Stack
+
+from tests.traffic import Traffic
 
 KEY = API_KEYS[0]["key"]
 
@@ -111,3 +123,102 @@ def test_keys_and_client_address_reach_the_router(stack: Stack) -> None:
     _curl(stack, "-o", "/dev/null", f"{_url(stack)}/v1/models")
     last = stack.gateways["tls"].access_log()[-1]
     assert last["remote_addr"] == h.LOOPBACK and last["key"] == "memoryx"
+
+
+def _pki(stack: Stack) -> Path:
+    return Path(stack.variants["tls"].extra["nginx_unified_tls_site_ca"]["dir"])
+
+
+def _served_serial(stack: Stack) -> int:
+    """The serial of the certificate a new TLS connection gets."""
+    context = ssl.create_default_context(cafile=str(_ca(stack)))
+    with socket.create_connection((h.LOOPBACK, stack.port("tls")), timeout=10) as raw, \
+            context.wrap_socket(raw, server_hostname="localhost") as tls:
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return x509.load_der_x509_certificate(der).serial_number
+
+
+def _renewal(stack: Stack, key: ec.EllipticCurvePrivateKey | None = None
+             ) -> tuple[x509.Certificate, bytes]:
+    """What role gateway_tls issues on renewal: a new key and a certificate for the same names
+    from the site CA; gateway.pem's content for them (`key` in place of the certificate's own
+    key makes a pair that does not match)."""
+    pki = _pki(stack)
+    ca = x509.load_pem_x509_certificate((pki / "ca.crt").read_bytes())
+    ca_key = serialization.load_pem_private_key((pki / "ca.key").read_bytes(), password=None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    current = x509.load_pem_x509_certificate((pki / "memoryx-gateway.crt").read_bytes())
+    own = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (x509.CertificateBuilder().subject_name(current.subject).issuer_name(ca.subject)
+               .public_key(own.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(now - datetime.timedelta(minutes=1))
+               .not_valid_after(now + datetime.timedelta(days=30)))
+    for extension in current.extensions:
+        if extension.oid != x509.oid.ExtensionOID.AUTHORITY_KEY_IDENTIFIER:
+            builder = builder.add_extension(extension.value, extension.critical)
+    certificate = builder.sign(ca_key, hashes.SHA256())
+    key_pem = (key or own).private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                         serialization.NoEncryption())
+    return certificate, certificate.public_bytes(serialization.Encoding.PEM) + key_pem
+
+
+def _wait_for_more(traffic: Traffic, count: int) -> None:
+    goal = traffic.tally.sent + count
+    deadline = time.monotonic() + 60
+    while traffic.tally.sent < goal:
+        assert time.monotonic() < deadline, f"traffic stalled at {traffic.tally.sent}"
+        time.sleep(0.05)
+
+
+def test_a_renewed_certificate_reaches_new_connections_with_no_reload(
+        stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    gateway, runtime = stack.gateways["tls"], stack.variants["tls"].runtime
+    processes = (gateway.front.proc.pid, gateway.front.workers())
+    before = _served_serial(stack)
+    kept = http.client.HTTPSConnection(
+        "localhost", stack.port("tls"), timeout=10,
+        context=ssl.create_default_context(cafile=str(_ca(stack))))
+    kept.request("GET", "/health")
+    assert kept.getresponse().read() and kept.sock is not None
+    renewed, pem = _renewal(stack)
+    monkeypatch.setenv("SSL_CERT_FILE", str(_ca(stack)))  # the keep-alive clients trust the CA
+    with Traffic(_url(stack) + "/v1", KEY, "llama3.1-8b", workers=4, max_tokens=1) as traffic:
+        _wait_for_more(traffic, 40)
+        staged = runtime / "gateway.pem.new"  # as the role promotes it: written, then renamed
+        staged.write_bytes(pem)
+        staged.rename(runtime / "gateway.pem")
+        after = _served_serial(stack)
+        _wait_for_more(traffic, 40)
+    assert (before != after, after) == (True, renewed.serial_number)
+    kept.request("GET", "/health")  # a connection made before the renewal goes on
+    assert kept.getresponse().status == 200
+    kept.close()
+    assert (gateway.front.proc.pid, gateway.front.workers()) == processes  # nothing reloaded
+    assert traffic.tally.failed == 0, traffic.tally.errors[:5]
+
+
+def test_the_check_before_promotion_refuses_a_key_that_does_not_match(
+        stack: Stack, tmp_path: Path) -> None:
+    """files/validate.sh, run by the role on the staged set before anything is promoted: the
+    client side reads gateway.pem only at handshakes, so nginx -t of its configuration alone
+    would pass a certificate whose key is another's."""
+    staged = tmp_path / "staged"
+    shutil.copytree(stack.variants["tls"].runtime, staged,
+                    ignore=shutil.ignore_patterns("*.pid", "*.log", "*.out", "*.sock", "*.json"))
+    _, good = _renewal(stack)
+    _, bad = _renewal(stack, key=ec.generate_private_key(ec.SECP256R1()))
+    script = h.ROOT / "roles/nginx_unified/files/validate.sh"
+    env = {**os.environ, "PATH": f"{Path(h.NGINX).parent}:{os.environ['PATH']}"}
+
+    def validate(pem: bytes) -> subprocess.CompletedProcess[str]:
+        (staged / "gateway.pem").write_bytes(pem)
+        return subprocess.run(["sh", str(script), str(staged)], capture_output=True, text=True,
+                              timeout=60, check=False, env=env)
+
+    accepted = validate(good)
+    assert accepted.returncode == 0, accepted.stderr
+    refused = validate(bad)
+    assert refused.returncode != 0
+    assert "key values mismatch" in refused.stderr, refused.stderr

@@ -4,7 +4,8 @@
 (a) latency the gateway adds: p50/p99 of N sequential requests to a zero-latency vLLM
     simulator over one kept-alive connection, direct vs through the gateway (client side +
     router) in plain HTTP, and in TLS (1.3, verifying the site CA): the TLS cost separately,
-    and the router's hop alone (its loopback port) against the client side's;
+    and the router's hop alone (its loopback port) against the client side's, and within it
+    what routing on the body's model costs over a route by path (/llama/);
 (b) scaling: simulators holding a fixed TTFT and --max-num-seqs, 1, 2 and 4 Llama members
     behind the gateway at a fixed client concurrency, throughput as a share of linear scaling;
 (c) reloads under traffic: clients without retries (openai, keep-alive) send one-token chats
@@ -48,7 +49,11 @@ from bench.figures import write_section
 from tests.portpick import free_port
 from tests.traffic import Traffic
 
-ROUTES = [{"path": "/v1/chat/completions", "pool": None, "route_by_model": True}]
+ROUTES: list[dict[str, object]] = [
+    {"path": "/v1/chat/completions", "pool": None, "route_by_model": True},
+    {"path": "/llama/", "pool": "llama", "strip_prefix": True}]
+CHAT = "/v1/chat/completions"
+FIXED = "/llama/v1/chat/completions"  # the same pool by its path: no body read to route
 MODELS = {"llama3.1-8b": "llama"}
 BODY = json.dumps(h.chat("llama3.1-8b", "bench", max_tokens=1)).encode()
 DEFAULTS = yaml.safe_load((h.ROOT / "roles/nginx_unified/defaults/main.yml").read_text())
@@ -60,15 +65,17 @@ def parse_size(size: str) -> int:
     return int(size[:-1]) * units[size[-1].lower()] if size[-1].isalpha() else int(size)
 
 
-def timed_requests(port: int, count: int, tls: ssl.SSLContext | None = None) -> list[float]:
-    """Sequential chat requests over one kept-alive connection (TLS with `tls`); seconds each."""
+def timed_requests(port: int, count: int, tls: ssl.SSLContext | None = None,
+                   path: str = CHAT) -> list[float]:
+    """Sequential chat requests to `path` over one kept-alive connection (TLS with `tls`);
+    seconds each."""
     conn = (http.client.HTTPSConnection(h.LOOPBACK, port, timeout=30, context=tls) if tls
             else http.client.HTTPConnection(h.LOOPBACK, port, timeout=30))
     times = []
     try:
         for _ in range(count):
             start = time.perf_counter()
-            conn.request("POST", "/v1/chat/completions", BODY, {"Content-Type": "application/json"})
+            conn.request("POST", path, BODY, {"Content-Type": "application/json"})
             resp = conn.getresponse()
             resp.read()
             if resp.status != 200:
@@ -271,6 +278,8 @@ def main() -> int:
             timed_requests(gw.port, 20, trust)
             direct = timed_requests(zero.port, args.requests)
             router = timed_requests(latency.router_port, args.requests)  # the router's hop alone
+            timed_requests(latency.router_port, 20, path=FIXED)
+            router_fixed = timed_requests(latency.router_port, args.requests, path=FIXED)
             via = timed_requests(plain_port, args.requests)
             via_tls = timed_requests(gw.port, args.requests, trust)
             twin, twin_port = static_certificate_twin(latency, work, trust)
@@ -286,10 +295,12 @@ def main() -> int:
                   "connection, zero-latency simulator")
             print(f"    {'path':<16}{'p50 ms':>10}{'p99 ms':>10}")
             for label, times in (("direct", direct), ("router alone", router),
+                                 ("router, /llama/", router_fixed),
                                  ("gateway HTTP", via), ("gateway TLS 1.3", via_tls)):
                 print(f"    {label:<16}{1000 * statistics.median(times):>10.2f}"
                       f"{1000 * percentile(times, 0.99):>10.2f}")
             for label, slow, fast in (("added, HTTP", via, direct), ("  router hop", router, direct),
+                                      ("   body routing", router, router_fixed),
                                       ("  client side", via, router),
                                       ("added, TLS", via_tls, direct), ("TLS cost", via_tls, via)):
                 print(f"    {label:<16}"

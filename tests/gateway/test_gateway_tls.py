@@ -13,7 +13,6 @@ import shutil
 import socket
 import ssl
 import subprocess
-import time
 from pathlib import Path
 
 import harness as h
@@ -166,10 +165,7 @@ def _renewal(stack: Stack, key: ec.EllipticCurvePrivateKey | None = None
 
 def _wait_for_more(traffic: Traffic, count: int) -> None:
     goal = traffic.tally.sent + count
-    deadline = time.monotonic() + 60
-    while traffic.tally.sent < goal:
-        assert time.monotonic() < deadline, f"traffic stalled at {traffic.tally.sent}"
-        time.sleep(0.05)
+    h.wait_until(lambda: traffic.tally.sent >= goal, 60, f"{count} more requests of the traffic")
 
 
 def test_a_renewed_certificate_reaches_new_connections_with_no_reload(

@@ -84,3 +84,19 @@ def test_no_secret_reaches_any_log(stack: Stack) -> None:
     h.wait_until(lambda: len(stack.gateways["auth"].access_log()) > 0, 5, "the access log")
     for log in ("access.log", "error.log"):
         assert secret not in (runtime / log).read_text(errors="replace"), log
+
+
+def test_the_path_the_client_sent_is_logged_without_its_query(stack: Stack) -> None:
+    """An error page is an internal redirect: the line still names the client's path (an unknown
+    path's 404, a refused query string's 400), never the error location or the query."""
+    unknown, refused = "/v1/no-such-api", "/v1/chat/completions"
+
+    def send() -> int:
+        assert h.request(stack.port("base"), "GET", unknown).status == 404
+        assert h.request(stack.port("base"), "POST", f"{refused}?debug=1",
+                         h.chat("llama3.1-8b")).status == 400
+        return 2
+
+    lines = new_lines(stack, "base", send)
+    assert [(line["uri"], line["status"]) for line in lines[-2:]] == [(unknown, 404), (refused, 400)]
+    assert not [line for line in lines if line["uri"].startswith("/_mx/")]

@@ -49,8 +49,10 @@ def expected(stack: Stack, gateway_defaults: dict[str, Any]) -> dict[str, tuple[
 
 
 def marker_lines(container: str, marker: str) -> int:
-    """How many lines of the container's log (docker logs, rotated files included) hold `marker`."""
-    found = on_host(EMBED_HOST, f"docker logs {container} 2>&1 | grep -c {marker}", check=False)
+    """How many access-log lines of the container's log (docker logs, rotated files included)
+    name the path `marker` (not the error log's lines, which may quote the request too)."""
+    found = on_host(EMBED_HOST, f"docker logs {container} 2>/dev/null | grep -c '\"uri\":\"{marker}\"'",
+                    check=False)
     return int(found.stdout.strip() or 0)
 
 

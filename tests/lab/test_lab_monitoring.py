@@ -5,16 +5,20 @@ gateway shows in its metrics; a stopped instance fires its alert, then is starte
 from __future__ import annotations
 
 import json
+import re
+import ssl
 import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx
 import pytest
 import yaml
-from labkit import EMBED_HOST, GATEWAY_URL, LLM_HOST, PROBE, on_host
+from labkit import EMBED_HOST, GATEWAY_URL, LAB_CA, LLM_HOST, PROBE, on_host
 from openai import OpenAI
 
 from memoryx_deploy import build_stack
@@ -131,6 +135,45 @@ def test_a_request_through_the_gateway_is_counted_by_pool_and_model(
     upstream = (f'sum(memoryx_gateway_upstream_seconds_count{{pool="{instance["pool"]}",'
                 f'model="{instance["served_model_name"]}"}})')
     assert value(stack, upstream) >= 1
+
+
+def mtail_requests(stack: Stack, **labels: str) -> float:
+    """memoryx_gateway_requests_total with these labels, read from mtail on the gateway host."""
+    exporter = stack["monitoring"]["exporters"][stack["gateway"]["host"]]
+    url = f"http://{exporter['address']}:{stack['monitoring']['mtail_port']}/metrics"
+    text = on_host(EMBED_HOST, f"curl -sS --max-time 5 {url}").stdout
+    total = 0.0
+    for match in re.finditer(r"^memoryx_gateway_requests_total\{(.*)\} (\S+)$", text, re.M):
+        have = dict(re.findall(r'(\w+)="([^"]*)"', match[1]))
+        if labels.items() <= have.items():
+            total += float(match[2])
+    return total
+
+
+def test_a_burst_through_the_gateway_is_counted_to_the_request(
+        deployed: None, stack: Stack, api_key: str) -> None:
+    """Every request of a burst from 8 keep-alive clients is counted: none of the router's
+    metrics datagrams is refused (Debian's mtail alone reads one per poll: 17 of 2,000 counted)."""
+    clients, each = 8, 250
+    labels = {"pool": "-", "model": "-", "status": "200"}  # GET /v1/models: the gateway answers
+    router = "memoryx_gateway_router"
+    since = on_host(EMBED_HOST, "date -u +%Y-%m-%dT%H:%M:%S.%NZ").stdout.strip()
+    before = mtail_requests(stack, **labels)
+    tls = ssl.create_default_context(cafile=LAB_CA)
+
+    def client(_index: int) -> int:
+        with httpx.Client(base_url=GATEWAY_URL, verify=tls, timeout=30,
+                          headers={"Authorization": f"Bearer {api_key}"}) as http:
+            return sum(http.get("/v1/models").status_code == 200 for _ in range(each))
+
+    with ThreadPoolExecutor(clients) as pool:
+        assert sum(pool.map(client, range(clients))) == clients * each
+    poll("the burst counted by mtail",
+         lambda: mtail_requests(stack, **labels) >= before + clients * each, 30)
+    assert mtail_requests(stack, **labels) == before + clients * each
+    refused = on_host(EMBED_HOST, f"docker logs --since {since} {router} 2>&1 >/dev/null"
+                                  " | grep -c 'to syslog failed'", check=False).stdout.strip()
+    assert refused == "0", f"{refused} metrics lines refused by the socket"
 
 
 def test_exporters_admit_only_the_prometheus_host(deployed: None, stack: Stack) -> None:

@@ -65,7 +65,8 @@ def test_the_key_name_is_logged_never_the_key(stack: Stack) -> None:
 
 def test_no_secret_reaches_any_log(stack: Stack) -> None:
     """A key sent where it does not belong (query string, path, wrong header) is never logged,
-    neither in the access log nor in nginx's error log (which quotes the request line)."""
+    neither in the access log nor in nginx's error log (which quotes the request line), even
+    when the metrics socket refuses the request's line (a warning quoting the request line)."""
     secret = "sk-" + "f00dfeed" * 8
     port = stack.port("auth")
     sent = [
@@ -80,10 +81,17 @@ def test_no_secret_reaches_any_log(stack: Stack) -> None:
         reply = h.request(port, method, path, h.chat("llama3.1-8b"), headers=headers)
         assert reply.status in (400, 401), (path, reply.status)
         assert secret not in reply.body.decode()
+    # a body over every limit: refused by the client side before the router sees it, an error
+    # nginx logs with the request line
+    over = h.request(port, "POST", f"/v1/chat/completions?api_key={secret}", b"",
+                     headers={"Content-Length": str(1 << 30)})
+    assert over.status == 413
     runtime = stack.variants["auth"].runtime
     h.wait_until(lambda: len(stack.gateways["auth"].access_log()) > 0, 5, "the access log")
     for log in ("access.log", "error.log"):
         assert secret not in (runtime / log).read_text(errors="replace"), log
+    # the metrics socket is down: the other requests' failed sends were logged with their line
+    assert "send() to syslog failed" in (runtime / "error.log").read_text(errors="replace")
 
 
 def test_the_path_the_client_sent_is_logged_without_its_query(stack: Stack) -> None:

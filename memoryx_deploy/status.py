@@ -110,7 +110,8 @@ def status_report(stack: Stack, observed: Mapping[str, Any], now: str = "") -> R
 
 
 def _host_problems(stack: Stack, host: _Host, expected: set[str]) -> list[str]:
-    """Managed containers the data does not have, and the backend firewall's unit."""
+    """Managed containers the data does not have, the backend firewall's unit and the
+    monitoring services' units."""
     found = []
     for container in host.containers.values():
         role = ((container.get("Config") or {}).get("Labels") or {}).get("memoryx.role")
@@ -120,6 +121,10 @@ def _host_problems(stack: Stack, host: _Host, expected: set[str]) -> list[str]:
     if stack["by_host"][host.name]["firewall_ports"] and state != "active":
         found.append(f"{host.name}: the backend firewall unit is {state or 'not found'}: "
                      "the instances' ports are open to the whole LAN")
+    for unit, unit_state in sorted((host.data.get("monitoring_units") or {}).items()):
+        if unit_state != "active":
+            found.append(f"{host.name}: monitoring unit {unit} is {unit_state or 'not found'}: "
+                         "this host's metrics or alerts are missing (site.yml starts it)")
     return found
 
 

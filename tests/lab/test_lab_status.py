@@ -1,6 +1,7 @@
 """The status view on the lab (issue 12): after a deploy every instance is healthy and status
 exits 0; a container stopped by hand, a container replaced by hand with another image, a member
-left drained and the backend firewall unit stopped each make it exit 1 naming that item; status
+left drained, the backend firewall unit and the metrics relay stopped each make it exit 1 naming
+that item; status
 (and its --check) changes nothing; site.yml puts everything back."""
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ DRAINED = "llama-gpu0-1"
 IMPOSTOR = "10.99.0.6:5000/library/nginx:1.28.0"
 DRAINED_FILE = "/var/lib/memoryx/gateway/drained.json"
 FIREWALL = "memoryx-backend-firewall.service"
+RELAY = "memoryx-mtail-relay"
 
 
 def status() -> tuple[int, dict[str, Any]]:
@@ -55,13 +57,14 @@ def test_status_after_a_deploy_is_healthy_and_changes_nothing(deployed: None, tm
 
 
 def make_drift() -> str:
-    """Four kinds of drift made by hand; returns the drained-members file as it was."""
+    """Five kinds of drift made by hand; returns the drained-members file as it was."""
     drained_before = on_host(EMBED_HOST, f"cat {DRAINED_FILE}").stdout
     on_host(LLM_HOST, f"docker stop {STOPPED}")
     on_host(EMBED_HOST, f"docker rm -f {REPLACED} && docker run -d --name {REPLACED} "
                         f"--label memoryx.role=ollama {IMPOSTOR} sleep infinity")
     on_host(EMBED_HOST, f"echo '{{\"drained\": [\"{DRAINED}\"]}}' > {DRAINED_FILE}")
     on_host(LLM_HOST, f"systemctl stop {FIREWALL}")
+    on_host(EMBED_HOST, f"systemctl stop {RELAY}")
     return drained_before
 
 
@@ -80,6 +83,8 @@ def test_status_names_each_drift_and_site_puts_it_back(deployed: None, tmp_path:
             "(playbooks/restart_vllm.yml undrains it when its instance is back)") in problems
     assert ("mx-llm-01: the backend firewall unit is inactive: the instances' ports are open "
             "to the whole LAN") in problems
+    assert (f"mx-embed-01: monitoring unit {RELAY} is inactive: this host's metrics or alerts are "
+            "missing (site.yml starts it)") in problems
     rows = {r["instance"]: r for r in report["instances"]}
     assert (rows["llama-gpu1-1"]["state"], rows["llama-gpu1-1"]["pool_state"]) == ("exited", "failing")
     assert rows[DRAINED]["pool_state"] == "drained"

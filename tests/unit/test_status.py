@@ -82,6 +82,7 @@ def healthy(stack: Stack) -> dict[str, Any]:
             "drained": {"drained": []},
             "gateway_health": {"time": 1, "down": {}},
             "firewall": "active",
+            "monitoring_units": {"prometheus-node-exporter": "active"},
         }
     return observed
 
@@ -190,6 +191,17 @@ def test_an_inactive_firewall_unit_is_named(stack: Stack) -> None:
     observed["mx-llm-01"]["firewall"] = "inactive"
     assert status_report(stack, observed, NOW)["problems"] == [
         "mx-llm-01: the backend firewall unit is inactive: the instances' ports are open to the whole LAN"]
+
+
+def test_a_stopped_monitoring_unit_is_named(stack: Stack) -> None:
+    observed = healthy(stack)
+    observed["mx-embed-01"]["monitoring_units"] = {"mtail": "active", "memoryx-mtail-relay": "inactive",
+                                                   "prometheus": "failed"}
+    assert status_report(stack, observed, NOW)["problems"] == [
+        "mx-embed-01: monitoring unit memoryx-mtail-relay is inactive: this host's metrics or alerts"
+        " are missing (site.yml starts it)",
+        "mx-embed-01: monitoring unit prometheus is failed: this host's metrics or alerts are missing"
+        " (site.yml starts it)"]
 
 
 def test_an_instance_that_does_not_serve_its_model_is_named(stack: Stack) -> None:

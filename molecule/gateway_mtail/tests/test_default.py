@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shlex
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -58,10 +57,8 @@ def main_pid(host: Any, unit: str) -> str:
 
 def wait_for_new_pid(host: Any, unit: str, old: str) -> None:
     """Until systemd has started `unit` again (Restart=) with another main process."""
-    deadline = time.monotonic() + 30
-    while main_pid(host, unit) in (old, "0") and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert main_pid(host, unit) not in (old, "0"), f"{unit} was not started again"
+    pid = poll(lambda: main_pid(host, unit), lambda now: now not in (old, "0"), 30)
+    assert pid not in (old, "0"), f"{unit} was not started again"
 
 
 def test_the_data_puts_mtail_on_the_host_address() -> None:
@@ -173,9 +170,7 @@ def test_counts_again_after_a_kill(host: Any, unit: str) -> None:
     wait_for_new_pid(host, unit, pids[unit])
     wait_for_new_pid(host, RELAY, pids[RELAY])
     labels = {"pool": "llama", "model": "llama3.1-8b", "status": "429" if unit == RELAY else "503"}
-    deadline = time.monotonic() + 30
-    while not host.file(SOCKET).is_socket and time.monotonic() < deadline:
-        time.sleep(0.5)
+    assert poll(lambda: host.file(SOCKET).is_socket, bool, 30), f"no socket {SOCKET}"
     before = total(scrape(), "memoryx_gateway_requests_total", **labels)
     send(host, LINE.format(**labels, up="-", req="0.001"))
     assert total(wait_for(lambda s: total(s, "memoryx_gateway_requests_total", **labels) > before),

@@ -5,12 +5,14 @@
     simulator over one kept-alive connection, direct vs through the gateway (client side +
     router) in plain HTTP, and in TLS (1.3, verifying the site CA): the TLS cost separately,
     and the router's hop alone (its loopback port) against the client side's, and within it
-    what routing on the body's model costs over a route by path (/llama/);
+    what routing on the body's model costs over a route by path (/llama/); and the floor: one
+    and two bare nginx keep-alive proxies in series (the gateway is two nginx: see README);
 (b) scaling: simulators holding a fixed TTFT and --max-num-seqs, 1, 2 and 4 Llama members
     behind the gateway at a fixed client concurrency, throughput as a share of linear scaling;
 (c) reloads under traffic: clients without retries (openai, keep-alive) send one-token chats
     (streamed and not) while the gateway reloads: the router (any configuration change), the
-    client side itself (its own file changed), and the router with keep-alive off;
+    client side itself (its own file changed) quiesced as its handler does it and, to show what
+    the quiescing saves, bare; and the router with keep-alive off;
 (d) worst-case memory: N clients (16) send the largest body a chat accepts at once, to a
     simulator that holds each request for --hold-ms; peak resident memory of nginx (master +
     workers) over its idle figure, for a body of one long string and one of many small JSON
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import http.client
 import io
 import json
@@ -109,6 +112,7 @@ def static_certificate_twin(var: h.Variant, work: Path,
     for directive in ("ssl_certificate", "ssl_certificate_key"):
         conf = conf.replace(f"{directive} $mx_gateway_pem;", f"{directive} {runtime / 'gateway.pem'};")
     conf = conf.replace(f":{var.port} ", f":{port} ").replace(f":{plain};", f":{free_port()};")
+    conf = conf.replace(f":{var.status_port};", f":{free_port()};")
     (runtime / "nginx.conf").write_text(conf)
     (runtime / "gateway.pem").write_bytes((var.runtime / "gateway.pem").read_bytes())
     def up() -> bool:
@@ -119,6 +123,53 @@ def static_certificate_twin(var: h.Variant, work: Path,
 
     twin = h.start_nginx(runtime, "nginx.conf", "nginx.pid", up, f"static-certificate twin on port {port}")
     return twin, port
+
+
+BARE_PROXY = """
+pid {runtime}/nginx.pid;
+worker_processes 2;
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+    tcp_nodelay on;
+    client_body_temp_path {runtime}/body;
+    proxy_temp_path {runtime}/proxy;
+    fastcgi_temp_path {runtime}/fastcgi;
+    uwsgi_temp_path {runtime}/uwsgi;
+    scgi_temp_path {runtime}/scgi;
+    upstream next {{
+        server {upstream};
+        keepalive 16;
+    }}
+    server {{
+        listen {address}:{port};
+        location / {{
+            proxy_pass http://next;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+        }}
+    }}
+}}
+"""
+
+
+def bare_proxies(work: Path, target: int, hops: int) -> tuple[list[h.Nginx], int]:
+    """`hops` nginx in series in front of `target`, each a bare keep-alive proxy (no routing,
+    limits, keys or logs): what any design of that many processes costs at least; (their
+    nginx, the first one's port)."""
+    started: list[h.Nginx] = []
+    port = target
+    for hop in range(hops):
+        runtime = work / f"bare-{hops}-{hop}"
+        runtime.mkdir()
+        upstream, port = f"{h.LOOPBACK}:{port}", free_port()
+        (runtime / "nginx.conf").write_text(
+            BARE_PROXY.format(runtime=runtime, upstream=upstream, address=h.LOOPBACK, port=port))
+        started.append(h.start_nginx(runtime, "nginx.conf", "nginx.pid",
+                                     functools.partial(h.is_up, port, "/health"),
+                                     f"bare proxy {port}"))
+    return started, port
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -150,21 +201,25 @@ def variant(work: Path, name: str, members: list[h.Process],
 
 
 def lost_in_reloads(var: h.Variant, reloads: int, clients: int,
-                    front: bool = False) -> tuple[int, int]:
-    """(sent, lost) for `clients` no-retry clients while the gateway reloads `reloads` times
-    (the router, or with `front` the client side)."""
+                    front: str = "") -> tuple[int, int, float]:
+    """(sent, lost, median seconds a reload took) for `clients` no-retry clients while the
+    gateway reloads `reloads` times: the router, or with `front` the client side ("quiesced"
+    as its handler does it, "bare" without)."""
     gw = h.start_gateway(var.runtime, var.port)
+    took: list[float] = []
     try:
         url = f"http://{h.LOOPBACK}:{var.port}/v1"
         with Traffic(url, "unused", "llama3.1-8b", workers=clients, max_tokens=1) as traffic:
             for _ in range(reloads):
+                start = time.perf_counter()
                 if front:
-                    gw.reload_front()
+                    gw.reload_front(quiesce=front == "quiesced")
                 else:
                     gw.reload()
+                took.append(time.perf_counter() - start)
     finally:
         gw.stop()
-    return traffic.tally.sent, traffic.tally.failed
+    return traffic.tally.sent, traffic.tally.failed, statistics.median(took)
 
 
 def rss_kib(gw: h.Gateway) -> int:
@@ -258,10 +313,11 @@ def main() -> int:
             variants = [latency]
             variants += [variant(work, f"scale{n}", fixed[:n]) for n in (1, 2, 4)]
             keepalive = variant(work, "keepalive-on", [zero])
-            reload_runs = {"router, keep-alive 75s": (keepalive, False),
-                           "client side, 75s": (keepalive, True),
+            reload_runs = {"router, keep-alive 75s": (keepalive, ""),
+                           "client side, quiesced": (keepalive, "quiesced"),
+                           "client side, bare": (keepalive, "bare"),
                            "router, keep-alive 0": (variant(work, "keepalive-off", [zero], "0"),
-                                                    False)}
+                                                    "")}
             variants += [keepalive, reload_runs["router, keep-alive 0"][0]]
             memory = variant(work, "memory", [hold])
             variants.append(memory)
@@ -282,6 +338,15 @@ def main() -> int:
             router_fixed = timed_requests(latency.router_port, args.requests, path=FIXED)
             via = timed_requests(plain_port, args.requests)
             via_tls = timed_requests(gw.port, args.requests, trust)
+            bare: dict[int, list[float]] = {}
+            for hops in (1, 2):
+                proxies, port = bare_proxies(work, zero.port, hops)
+                try:
+                    timed_requests(port, 20)
+                    bare[hops] = timed_requests(port, args.requests)
+                finally:
+                    for proxy in proxies:
+                        proxy.stop()
             twin, twin_port = static_certificate_twin(latency, work, trust)
             try:
                 handshake_times(twin_port, 20, trust)
@@ -296,13 +361,16 @@ def main() -> int:
             print(f"    {'path':<16}{'p50 ms':>10}{'p99 ms':>10}")
             for label, times in (("direct", direct), ("router alone", router),
                                  ("router, /llama/", router_fixed),
-                                 ("gateway HTTP", via), ("gateway TLS 1.3", via_tls)):
+                                 ("gateway HTTP", via), ("gateway TLS 1.3", via_tls),
+                                 ("bare nginx x1", bare[1]), ("bare nginx x2", bare[2])):
                 print(f"    {label:<16}{1000 * statistics.median(times):>10.2f}"
                       f"{1000 * percentile(times, 0.99):>10.2f}")
             for label, slow, fast in (("added, HTTP", via, direct), ("  router hop", router, direct),
                                       ("   body routing", router, router_fixed),
                                       ("  client side", via, router),
-                                      ("added, TLS", via_tls, direct), ("TLS cost", via_tls, via)):
+                                      ("added, TLS", via_tls, direct), ("TLS cost", via_tls, via),
+                                      ("floor, 1 hop", bare[1], direct),
+                                      ("floor, 2 hops", bare[2], direct)):
                 print(f"    {label:<16}"
                       f"{1000 * (statistics.median(slow) - statistics.median(fast)):>10.2f}"
                       f"{1000 * (percentile(slow, 0.99) - percentile(fast, 0.99)):>10.2f}")
@@ -323,10 +391,10 @@ def main() -> int:
 
             print(f"\n(c) reloads under traffic: {args.reloads} reloads, {args.reload_clients} "
                   "clients without retries, one-token chats, streamed and not")
-            print(f"    {'nginx reloaded':<24}{'sent':>8}{'lost':>8}")
+            print(f"    {'nginx reloaded':<24}{'sent':>8}{'lost':>8}{'reload s':>10}")
             for label, (var, front) in reload_runs.items():
-                sent, lost = lost_in_reloads(var, args.reloads, args.reload_clients, front)
-                print(f"    {label:<24}{sent:>8}{lost:>8}")
+                sent, lost, took = lost_in_reloads(var, args.reloads, args.reload_clients, front)
+                print(f"    {label:<24}{sent:>8}{lost:>8}{took:>10.2f}")
 
             size = parse_size(DEFAULTS["nginx_unified_client_max_body_size"])
             slots = DEFAULTS["nginx_unified_large_body_slots"]

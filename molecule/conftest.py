@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-ScenarioPlaybook = Callable[[str], subprocess.CompletedProcess[str]]
+ScenarioPlaybook = Callable[..., subprocess.CompletedProcess[str]]  # (name, *extra args)
 
 
 @pytest.fixture
@@ -20,9 +20,10 @@ def scenario_playbook(request: pytest.FixtureRequest) -> ScenarioPlaybook:
     assert inventory, "MOLECULE_INVENTORY_FILE is not set: run through molecule verify"
     scenario = Path(request.path).resolve().parent.parent
 
-    def run(name: str) -> subprocess.CompletedProcess[str]:
+    def run(name: str, *extra: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [str(Path(sys.executable).parent / "ansible-playbook"), "-i", inventory, str(scenario / name)],
+            [str(Path(sys.executable).parent / "ansible-playbook"), "-i", inventory, str(scenario / name),
+             *extra],
             capture_output=True,
             text=True,
             check=False,

@@ -10,6 +10,7 @@ import contextlib
 import http.client
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -240,6 +241,7 @@ class Variant:
     models: dict[str, str] = field(default_factory=lambda: dict(MODELS))
     extra: dict[str, Any] = field(default_factory=dict)  # any other role variable
     router_port: int = field(default_factory=free_port)
+    status_port: int = field(default_factory=free_port)
 
     def as_vars(self) -> dict[str, Any]:
         auth = {"nginx_unified_auth": "required" if self.api_keys else "off"}
@@ -250,6 +252,8 @@ class Variant:
             "nginx_unified_pid_file": str(self.runtime / "nginx.pid"),
             "nginx_unified_router_pid_file": str(self.runtime / "router.pid"),
             "nginx_unified_router_port": self.router_port,
+            "nginx_unified_status_port": self.status_port,
+            "nginx_unified_closing_flag": str(self.runtime / "closing"),
             "nginx_unified_state_dir": str(self.staging),
             "nginx_unified_runtime_state_dir": str(self.runtime),
             "nginx_unified_http2_directive": False,  # Debian 12's nginx 1.22
@@ -304,11 +308,14 @@ def drain(variant: Variant, names: list[str]) -> None:
 RELOAD_SH = ROOT / "roles/nginx_unified/files/reload.sh"
 
 
-def reload_sh(pid_file: Path, timeout: int, *nginx_args: str) -> subprocess.CompletedProcess[str]:
-    """Run the role's reload handler script against an nginx on this machine; raises on failure."""
+def reload_sh(pid_file: Path, timeout: int, *nginx_args: str,
+              quiesce: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+    """Run the role's reload handler script against an nginx on this machine (`quiesce`: the
+    -q options, as the client side's handler passes them); raises on failure."""
+    wait = int(quiesce[-1]) if quiesce else 0
     return subprocess.run(
-        ["sh", str(RELOAD_SH), str(pid_file), str(timeout), *nginx_args],
-        check=True, capture_output=True, text=True, timeout=timeout + 10,
+        ["sh", str(RELOAD_SH), *quiesce, str(pid_file), str(timeout), *nginx_args],
+        check=True, capture_output=True, text=True, timeout=wait + timeout + 10,
         env={**os.environ, "NGINX": NGINX},
     )
 
@@ -330,11 +337,14 @@ class Nginx:
         children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text()
         return {int(pid) for pid in children.split()}
 
-    def reload(self) -> None:
-        """The role's reload (files/reload.sh), then wait until every old worker has exited."""
+    def reload(self, quiesce: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+        """The role's reload (files/reload.sh, with `quiesce` its -q options), then wait until
+        every old worker has exited."""
         old = self.workers()
-        reload_sh(self.runtime / self.pid_name, 10, "-p", str(self.runtime), "-c", str(self.conf))
+        done = reload_sh(self.runtime / self.pid_name, 10, "-p", str(self.runtime),
+                         "-c", str(self.conf), quiesce=quiesce)
         wait_until(lambda: not (self.workers() & old) and bool(self.workers()), 10, "nginx reload")
+        return done
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -371,9 +381,21 @@ class Gateway:
         """A configuration change: the router reloads (routes, pools, keys, limits)."""
         (self.router or self.front).reload()
 
-    def reload_front(self) -> None:
-        """The client side reloads (its own file changed)."""
-        self.front.reload()
+    def quiesce_options(self, wait: int = 75) -> tuple[str, ...]:
+        """reload.sh's -q options for the client side, as its handler passes them (the flag
+        and the status port read from the rendered nginx.conf)."""
+        text = self.front.conf.read_text()
+        flag = re.search(r"if \(-f (\S+)\) \{", text)
+        status = re.search(r"listen ([^\s:]+):(\d+);\n\s+access_log off;\n"
+                           r"\s+location = /_mx/connections", text)
+        if flag is None or status is None:
+            raise RuntimeError(f"{self.front.conf}: no closing flag or status server")
+        return ("-q", flag[1], status[1], status[2], str(wait))
+
+    def reload_front(self, quiesce: bool = True) -> subprocess.CompletedProcess[str]:
+        """The client side reloads (its own file changed), quiesced as its handler does
+        (`quiesce=False`: a bare reload)."""
+        return self.front.reload(self.quiesce_options() if quiesce else ())
 
     def nginx_pids(self) -> list[int]:
         masters = [n for n in (self.front, self.router) if n is not None]

@@ -149,14 +149,15 @@ def test_a_client_that_does_not_trust_the_lab_ca_fails(deployed: None, api_key: 
 
 
 def test_plain_http_is_closed_and_http2_offered(deployed: None) -> None:
-    """Production's defaults: TLS on 11436, no plain-HTTP listener (the router listens on the
-    gateway host's loopback only); HTTP/2 by ALPN."""
+    """Production's defaults: TLS on 11436, no plain-HTTP listener (the router and the
+    client side's status port listen on the gateway host's loopback only); HTTP/2 by ALPN."""
     plain = on_host(PROBE, "curl -s -o /dev/null -w '%{http_code}' --max-time 5 "
                            "http://10.99.0.65:11436/health", check=False)
     assert plain.stdout == "400"  # nginx: a plain HTTP request sent to the HTTPS port
     listening = on_host(EMBED_HOST, "ss -Hltnp | grep nginx").stdout
     ports = sorted({line.split()[3] for line in listening.splitlines()})
-    assert ports == ["0.0.0.0:11436", "127.0.0.1:11437"], listening
+    # 11437: the router; 11438: the client side's idle-connection count (its quiesced reload)
+    assert ports == ["0.0.0.0:11436", "127.0.0.1:11437", "127.0.0.1:11438"], listening
     http2 = sh("curl", "-s", "-o", "/dev/null", "-w", "%{http_version}", "--http2",
                "--cacert", str(LAB_CA), f"{GATEWAY_URL}/health")
     assert http2.stdout == "2"

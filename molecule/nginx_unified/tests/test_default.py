@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 from conftest import ScenarioPlaybook
+from monitoring_testkit import poll
 
 SCENARIO = Path(__file__).resolve().parent.parent
 ROLE_VARS = yaml.safe_load((SCENARIO / "converge.yml").read_text())[0]["tasks"][0]["vars"]
@@ -104,6 +105,67 @@ def test_models_lists_the_served_models(host: Any) -> None:
     status, text = gateway(host, "/v1/models")
     assert status == 200
     assert sorted(m["id"] for m in json.loads(text)["data"]) == sorted(ROLE_VARS["nginx_unified_models"])
+
+
+# A keep-alive client on the instance: GET /health every 10 ms over one connection, which it
+# opens again only after an answer said "Connection: close"; no retries. It stops when STOP
+# exists (at most 300 s), then writes its tally to OUT. Its connection is idle between two
+# requests, so a reload that closed idle connections would fail its next request.
+KEEPALIVE_CLIENT = """
+import http.client, json, os, sys, time
+port, out, stop, started = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+tally = {"sent": 0, "failed": 0, "connections": 0, "errors": []}
+conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+deadline = time.monotonic() + 300
+while not os.path.exists(stop) and time.monotonic() < deadline:
+    tally["connections"] += conn.sock is None
+    try:
+        conn.request("GET", "/health")
+        reply = conn.getresponse()
+        reply.read()
+        tally["sent"] += 1
+        if reply.status != 200:
+            tally["failed"] += 1
+            tally["errors"].append(reply.status)
+        open(started, "a").close()
+    except Exception as error:
+        tally["sent"] += 1
+        tally["failed"] += 1
+        tally["errors"].append(repr(error))
+        conn.close()
+    time.sleep(0.01)
+with open(out, "w") as f:
+    json.dump(tally, f)
+"""
+
+
+def test_a_change_of_the_client_side_reloads_it_quiesced(
+        host: Any, scenario_playbook: ScenarioPlaybook) -> None:
+    """A change of the client side's own settings (its keep-alive timeout) reloads it through
+    the handler, quiesced (reload.sh -q inside the container): a keep-alive client without
+    retries loses nothing, and was told to reconnect (Connection: close) instead of having its
+    idle connection closed under it; the closing flag is gone afterwards."""
+    work = "/tmp/mxmol-keepalive"
+    host.check_output(f"rm -rf {work} && mkdir -p {work}")
+    host.check_output(f"cat > {work}/client.py <<'EOF'\n{KEEPALIVE_CLIENT}\nEOF")
+    host.check_output(f"nohup python3 {work}/client.py {PORT} {work}/out.json {work}/stop "
+                      f"{work}/started > {work}/client.log 2>&1 &")
+    assert poll(lambda: host.file(f"{work}/started").exists, bool, 30), host.file(f"{work}/client.log").content_string
+    try:
+        changed = scenario_playbook("converge.yml", "-e", "nginx_unified_client_keepalive_timeout=70s")
+    finally:
+        host.check_output(f"touch {work}/stop")
+    assert changed.returncode == 0, changed.stdout + changed.stderr
+    assert re.search(r"RUNNING HANDLER \[nginx_unified : Reload gateway\][^\n]*\n[^\n]*\n?\s*changed",
+                     changed.stdout), changed.stdout
+    tally = json.loads(poll(lambda: host.file(f"{work}/out.json").content_string if
+                            host.file(f"{work}/out.json").exists else "", bool, 30))
+    assert tally["failed"] == 0, tally["errors"][:5]
+    assert tally["sent"] > 50
+    assert tally["connections"] >= 2  # quiesced: an answer said "Connection: close"
+    assert host.run(f"docker exec {CONTAINER} test -e /run/memoryx-gateway-closing").rc == 1
+    restore = scenario_playbook("converge.yml")
+    assert restore.returncode == 0, restore.stdout + restore.stderr
 
 
 def test_a_drain_takes_effect_without_any_reload(host: Any, scenario_playbook: ScenarioPlaybook) -> None:

@@ -4,9 +4,29 @@
 # When this returns 0, new connections meet the new configuration only. If the master refused
 # the new configuration, the old workers keep accepting and this fails after TIMEOUT seconds.
 #
-# usage: reload.sh PIDFILE TIMEOUT [nginx options, e.g. -p PREFIX -c CONF]
-# Runs inside the gateway container (POSIX sh, /proc); NGINX overrides the binary.
+# With -q (the client side), the reload is quiesced first, so that it closes no idle client
+# connection: a reload makes the old workers close their idle keep-alive connections at once,
+# and a client that sends a request on one at that instant gets no answer. So:
+#   1. FLAG is created: while it exists, nginx answers every request with "Connection: close"
+#      and closes the connection after the answer (nginx.conf: the /_mx/closing locations);
+#   2. this waits until nginx counts no idle connection (stub_status "Waiting" on the status
+#      port): each client connection from before has either sent a request (and is closed after
+#      its answer) or closed; at most WAIT seconds (the client keep-alive timeout: by then every
+#      connection from before the flag is closed by its timeout);
+#   3. nginx reloads; the old workers finish what is in flight and close after each answer;
+#   4. FLAG is removed.
+# If the status port does not answer (an nginx whose configuration predates it does not know
+# the flag either), the reload is not quiesced.
+#
+# usage: reload.sh [-q FLAG STATUS_ADDRESS STATUS_PORT WAIT] PIDFILE TIMEOUT [nginx options]
+# Runs inside the gateway container (POSIX sh, /proc; bash for the status read); NGINX
+# overrides the binary.
 set -eu
+flag=""
+if [ "${1:-}" = "-q" ]; then
+    flag=$2 status_address=$3 status_port=$4 wait=$5
+    shift 5
+fi
 pidfile=$1
 timeout=$2
 shift 2
@@ -24,6 +44,27 @@ accepting() {  # pids of the master's children still titled "worker process"
         esac
     done
 }
+
+idle_connections() {  # nginx's count of idle client connections; nothing if it cannot tell
+    # shellcheck disable=SC2016 # expanded by bash
+    bash -c 'exec 3<>"/dev/tcp/$0/$1" && printf "GET /_mx/connections HTTP/1.0\r\n\r\n" >&3 && cat <&3' \
+        "$status_address" "$status_port" 2>/dev/null \
+        | sed -n 's/.*Waiting: \([0-9][0-9]*\).*/\1/p'
+}
+
+if [ -n "$flag" ]; then
+    trap 'rm -f "$flag"' EXIT
+    if [ -n "$(idle_connections)" ]; then
+        : > "$flag"
+        deadline=$(($(date +%s) + wait))
+        while [ "$(idle_connections)" != 0 ] && [ "$(date +%s)" -lt "$deadline" ]; do
+            sleep 0.05
+        done
+    else
+        echo "nginx reload: no connection count on $status_address:$status_port;" \
+             "reloading without quiescing" >&2
+    fi
+fi
 
 old=$(accepting)
 "${NGINX:-nginx}" "$@" -s reload

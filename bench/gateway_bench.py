@@ -12,7 +12,8 @@
 (c) reloads under traffic: clients without retries (openai, keep-alive) send one-token chats
     (streamed and not) while the gateway reloads: the router (any configuration change), the
     client side itself (its own file changed) quiesced as its handler does it and, to show what
-    the quiescing saves, bare; and the router with keep-alive off;
+    the quiescing saves, bare; the router with keep-alive off; and the client side again for
+    clients on HTTP/2 over TLS (one multiplexed connection), quiesced and bare;
 (d) worst-case memory: N clients (16) send the largest body a chat accepts at once, to a
     simulator that holds each request for --hold-ms; peak resident memory of nginx (master +
     workers) over its idle figure, for a body of one long string and one of many small JSON
@@ -46,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "gateway"))
 
 import harness as h
+import httpx2
 import yaml
 
 from bench.figures import write_section
@@ -200,16 +202,20 @@ def variant(work: Path, name: str, members: list[h.Process],
                      models=dict(MODELS), extra=extra)
 
 
-def lost_in_reloads(var: h.Variant, reloads: int, clients: int,
-                    front: str = "") -> tuple[int, int, float]:
+def lost_in_reloads(var: h.Variant, reloads: int, clients: int, front: str = "",
+                    http2: ssl.SSLContext | None = None) -> tuple[int, int, float]:
     """(sent, lost, median seconds a reload took) for `clients` no-retry clients while the
     gateway reloads `reloads` times: the router, or with `front` the client side ("quiesced"
-    as its handler does it, "bare" without)."""
-    gw = h.start_gateway(var.runtime, var.port)
+    as its handler does it, "bare" without). With `http2` (the CA to trust), the clients share
+    one openai client over HTTP/2 and TLS, as httpx2 multiplexes them on one connection."""
+    health = int(var.extra["nginx_unified_http_port"]) if http2 else None
+    gw = h.start_gateway(var.runtime, var.port, health_port=health)
     took: list[float] = []
+    transport = httpx2.Client(http2=True, verify=http2, timeout=120) if http2 else None
     try:
-        url = f"http://{h.LOOPBACK}:{var.port}/v1"
-        with Traffic(url, "unused", "llama3.1-8b", workers=clients, max_tokens=1) as traffic:
+        url = f"{'https' if http2 else 'http'}://{h.LOOPBACK}:{var.port}/v1"
+        with Traffic(url, "unused", "llama3.1-8b", workers=clients, max_tokens=1,
+                     http_client=transport) as traffic:
             for _ in range(reloads):
                 start = time.perf_counter()
                 if front:
@@ -219,6 +225,8 @@ def lost_in_reloads(var: h.Variant, reloads: int, clients: int,
                 took.append(time.perf_counter() - start)
     finally:
         gw.stop()
+        if transport is not None:
+            transport.close()
     return traffic.tally.sent, traffic.tally.failed, statistics.median(took)
 
 
@@ -290,6 +298,8 @@ def main() -> int:
     parser.add_argument("--scaling-requests", type=int, default=160, help="per configuration")
     parser.add_argument("--reloads", type=int, default=40, help="reloads: how many")
     parser.add_argument("--reload-clients", type=int, default=8, help="reloads: client threads")
+    parser.add_argument("--http2-reloads", type=int, default=10,
+                        help="reloads: how many for the HTTP/2 clients")
     parser.add_argument("--memory-clients", type=int, default=16, help="memory: clients")
     parser.add_argument("--hold-ms", type=float, default=3000.0, help="memory: sim TTFT")
     parser.add_argument("--no-figures", action="store_true", help="do not write docs/figures.md")
@@ -395,6 +405,12 @@ def main() -> int:
             for label, (var, front) in reload_runs.items():
                 sent, lost, took = lost_in_reloads(var, args.reloads, args.reload_clients, front)
                 print(f"    {label:<24}{sent:>8}{lost:>8}{took:>10.2f}")
+            print(f"    HTTP/2 over TLS (the openai client's httpx2 {httpx2.__version__}), "
+                  f"{args.http2_reloads} reloads:")
+            for front in ("quiesced", "bare"):
+                sent, lost, took = lost_in_reloads(latency, args.http2_reloads,
+                                                   args.reload_clients, front, http2=trust)
+                print(f"    {'client side, ' + front:<24}{sent:>8}{lost:>8}{took:>10.2f}")
 
             size = parse_size(DEFAULTS["nginx_unified_client_max_body_size"])
             slots = DEFAULTS["nginx_unified_large_body_slots"]

@@ -11,6 +11,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+import httpx2
 from openai import OpenAI
 from openai.types.chat import ChatCompletionMessageParam
 
@@ -41,8 +42,12 @@ class Traffic:
         workers: int = 4,
         max_seconds: float = 600,
         max_tokens: int = 12,
+        http_client: httpx2.Client | None = None,
     ) -> None:
-        self.client = OpenAI(base_url=base_url, api_key=api_key, max_retries=0, timeout=120)
+        """`http_client`: the openai client's transport (e.g. HTTP/2 and a CA bundle); httpx2's
+        default (HTTP/1.1, the system's CAs) when None."""
+        self.client = OpenAI(base_url=base_url, api_key=api_key, max_retries=0, timeout=120,
+                             http_client=http_client)
         self.model = model
         self.max_tokens = max_tokens
         self.tally = Tally()

@@ -48,7 +48,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "gateway"
 
 import harness as h
 import httpx2
-import yaml
 
 from bench.figures import write_section
 from tests.portpick import free_port
@@ -61,7 +60,7 @@ CHAT = "/v1/chat/completions"
 FIXED = "/llama/v1/chat/completions"  # the same pool by its path: no body read to route
 MODELS = {"llama3.1-8b": "llama"}
 BODY = json.dumps(h.chat("llama3.1-8b", "bench", max_tokens=1)).encode()
-DEFAULTS = yaml.safe_load((h.ROOT / "roles/nginx_unified/defaults/main.yml").read_text())
+DEFAULTS = h.DEFAULTS
 
 
 def parse_size(size: str) -> int:
@@ -128,17 +127,7 @@ def static_certificate_twin(var: h.Variant, work: Path,
 
 
 BARE_PROXY = """
-pid {runtime}/nginx.pid;
-worker_processes 2;
-events {{ worker_connections 256; }}
-http {{
-    access_log off;
     tcp_nodelay on;
-    client_body_temp_path {runtime}/body;
-    proxy_temp_path {runtime}/proxy;
-    fastcgi_temp_path {runtime}/fastcgi;
-    uwsgi_temp_path {runtime}/uwsgi;
-    scgi_temp_path {runtime}/scgi;
     upstream next {{
         server {upstream};
         keepalive 16;
@@ -152,7 +141,6 @@ http {{
             proxy_buffering off;
         }}
     }}
-}}
 """
 
 
@@ -166,8 +154,8 @@ def bare_proxies(work: Path, target: int, hops: int) -> tuple[list[h.Nginx], int
         runtime = work / f"bare-{hops}-{hop}"
         runtime.mkdir()
         upstream, port = f"{h.LOOPBACK}:{port}", free_port()
-        (runtime / "nginx.conf").write_text(
-            BARE_PROXY.format(runtime=runtime, upstream=upstream, address=h.LOOPBACK, port=port))
+        proxy = BARE_PROXY.format(upstream=upstream, address=h.LOOPBACK, port=port)
+        (runtime / "nginx.conf").write_text(h.standalone_conf(runtime, proxy))
         started.append(h.start_nginx(runtime, "nginx.conf", "nginx.pid",
                                      functools.partial(h.is_up, port, "/health"),
                                      f"bare proxy {port}"))

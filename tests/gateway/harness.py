@@ -306,6 +306,27 @@ def drain(variant: Variant, names: list[str]) -> None:
 
 
 RELOAD_SH = ROOT / "roles/nginx_unified/files/reload.sh"
+# The role's defaults: what a variant does not set
+DEFAULTS: dict[str, Any] = yaml.safe_load((ROOT / "roles/nginx_unified/defaults/main.yml").read_text())
+
+
+def standalone_conf(runtime: Path, http_body: str) -> str:
+    """An nginx.conf of a test's own (not the role's), run from `runtime`: two workers, no
+    access log, every temporary path inside `runtime`; `http_body` goes in its http block."""
+    return f"""
+pid {runtime}/nginx.pid;
+worker_processes 2;
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+    client_body_temp_path {runtime}/body;
+    proxy_temp_path {runtime}/proxy;
+    fastcgi_temp_path {runtime}/fastcgi;
+    uwsgi_temp_path {runtime}/uwsgi;
+    scgi_temp_path {runtime}/scgi;
+{http_body}
+}}
+"""
 
 
 def reload_sh(pid_file: Path, timeout: int, *nginx_args: str,
@@ -381,9 +402,11 @@ class Gateway:
         """A configuration change: the router reloads (routes, pools, keys, limits)."""
         (self.router or self.front).reload()
 
-    def quiesce_options(self, wait: int = 75) -> tuple[str, ...]:
+    def quiesce_options(self, wait: int | None = None) -> tuple[str, ...]:
         """reload.sh's -q options for the client side, as its handler passes them (the flag
-        and the status port read from the rendered nginx.conf)."""
+        and the status port read from the rendered nginx.conf; `wait`: the role's
+        nginx_unified_quiesce_timeout unless given)."""
+        wait = DEFAULTS["nginx_unified_quiesce_timeout"] if wait is None else wait
         text = self.front.conf.read_text()
         flag = re.search(r"if \(-f (\S+)\) \{", text)
         status = re.search(r"listen ([^\s:]+):(\d+);\n\s+access_log off;\n"

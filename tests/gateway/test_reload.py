@@ -17,23 +17,17 @@ from tests.portpick import free_port
 from tests.traffic import Traffic
 
 MINIMAL = """
-pid {runtime}/nginx.pid;
-worker_processes 2;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
-    client_body_temp_path {runtime}/body;
-    proxy_temp_path {runtime}/proxy;
-    fastcgi_temp_path {runtime}/fastcgi;
-    uwsgi_temp_path {runtime}/uwsgi;
-    scgi_temp_path {runtime}/scgi;
     server {{
         listen 127.0.0.1:{port};
         {extra}
         location = /health {{ return 200 "OK\\n"; }}
     }}
-}}
 """
+
+
+def minimal(runtime: Path, port: int, extra: str = "") -> str:
+    """An nginx that answers /health on `port` (`extra`: more in its server block)."""
+    return h.standalone_conf(runtime, MINIMAL.format(port=port, extra=extra))
 
 
 def _title(pid: int) -> str:
@@ -57,7 +51,7 @@ def test_reloads_under_traffic_lose_no_request(stack: Stack) -> None:
 
 def test_reload_script_returns_with_old_workers_retired(tmp_path: Path) -> None:
     port = free_port()
-    (tmp_path / "nginx.conf").write_text(MINIMAL.format(runtime=tmp_path, port=port, extra=""))
+    (tmp_path / "nginx.conf").write_text(minimal(tmp_path, port))
     gateway = h.start_gateway(tmp_path, port)
     try:
         old = gateway.workers()
@@ -76,14 +70,14 @@ def test_reload_script_fails_when_nginx_refuses_the_configuration(tmp_path: Path
     """A configuration that passes `nginx -t` can still be refused by the master (here: a port
     already taken); `nginx -s reload` exits 0 regardless, the script must not."""
     port = free_port()
-    (tmp_path / "nginx.conf").write_text(MINIMAL.format(runtime=tmp_path, port=port, extra=""))
+    (tmp_path / "nginx.conf").write_text(minimal(tmp_path, port))
     gateway = h.start_gateway(tmp_path, port)
     with socket.socket() as busy:
         busy.bind((h.LOOPBACK, 0))
         busy.listen()
         taken = busy.getsockname()[1]
         (tmp_path / "nginx.conf").write_text(
-            MINIMAL.format(runtime=tmp_path, port=port, extra=f"listen 127.0.0.1:{taken};"))
+            minimal(tmp_path, port, f"listen 127.0.0.1:{taken};"))
         try:
             old = gateway.workers()
             with pytest.raises(subprocess.CalledProcessError) as refused:
@@ -173,7 +167,7 @@ def test_a_reload_without_the_status_server_is_not_quiesced(tmp_path: Path) -> N
     """An nginx whose running configuration predates the status server (an upgrade) knows no
     closing flag either: the script says so and reloads at once, leaving no flag behind."""
     port = free_port()
-    (tmp_path / "nginx.conf").write_text(MINIMAL.format(runtime=tmp_path, port=port, extra=""))
+    (tmp_path / "nginx.conf").write_text(minimal(tmp_path, port))
     gateway = h.start_gateway(tmp_path, port)
     flag = tmp_path / "closing"
     try:

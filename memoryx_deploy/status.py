@@ -18,6 +18,7 @@ from typing import Any, TypedDict
 
 from memoryx_deploy.container_logs import log_files
 from memoryx_deploy.model import Stack
+from memoryx_deploy.runner_events import task_results
 
 # vLLM's gauges (V1 names; the V0 name of the KV-cache gauge is read too)
 RUNNING = "vllm:num_requests_running"
@@ -482,10 +483,8 @@ def _size(value: int | None) -> str:
 def report_from_events(events: Iterable[Mapping[str, Any]]) -> Report | None:
     """The report playbooks/status.yml computed, from ansible-runner's events (None when the
     run stopped before it: the preflight refused the data, or the controller failed)."""
-    for event in events:
-        if event.get("event") != "runner_on_ok":
-            continue
-        facts = ((event.get("event_data") or {}).get("res") or {}).get("ansible_facts") or {}
+    for result in task_results(events):
+        facts = result.res.get("ansible_facts") or {}
         if isinstance(facts.get("memoryx_status"), Mapping):
             report: Report = facts["memoryx_status"]
             return report

@@ -11,7 +11,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ import ansible_runner
 import pytest
 
 from bench.figures import write_section
+from memoryx_deploy.runner_events import TaskResult, task_results
 from tests.ansible_env import ansible_env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,20 +47,17 @@ class PlaybookRun:
     def total(self, key: str) -> int:
         return sum(self.stats.get(key, {}).values())
 
+    def results(self, task: str | None = None, kinds: Collection[str] = ("runner_on_ok",)) -> list[TaskResult]:
+        """The run's task results of `kinds`, of `task` when given (memoryx_deploy.runner_events)."""
+        return task_results(self.events, kinds, task)
+
     def changed_tasks(self) -> list[str]:
-        return [
-            f"{e['event_data'].get('host')}: {e['event_data'].get('task')}"
-            for e in self.events
-            if e.get("event") == "runner_on_ok" and e["event_data"].get("res", {}).get("changed")
-        ]
+        return [f"{r.host}: {r.task}" for r in self.results() if r.changed]
 
     def failures(self) -> list[str]:
-        return [
-            f"{e['event_data'].get('host')}: {e['event_data'].get('task')}: {e['event_data'].get('res', {}).get('msg')}"
-            for e in self.events
-            if e.get("event") in ("runner_on_failed", "runner_on_unreachable")
-            and not e["event_data"].get("ignore_errors")
-        ]
+        return [f"{r.host}: {r.task}: {r.res.get('msg')}"
+                for r in self.results(kinds=("runner_on_failed", "runner_on_unreachable"))
+                if not r.ignore_errors]
 
 
 def run_playbook(

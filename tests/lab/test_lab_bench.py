@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -46,9 +47,8 @@ def bench_run(deployed: None, tmp_path_factory: pytest.TempPathFactory) -> tuple
     return run, document
 
 
-def task_results(run: PlaybookRun, task: str) -> list[dict[str, Any]]:
-    return [e["event_data"]["res"] for e in run.events
-            if e.get("event") == "runner_on_ok" and e["event_data"].get("task") == task]
+def task_results(run: PlaybookRun, task: str) -> list[Mapping[str, Any]]:
+    return [result.res for result in run.results(task)]
 
 
 def test_the_table_is_printed(bench_run: tuple[PlaybookRun, dict[str, Any]]) -> None:
@@ -63,9 +63,8 @@ def test_the_table_is_printed(bench_run: tuple[PlaybookRun, dict[str, Any]]) -> 
 
 def test_progress_names_every_run(bench_run: tuple[PlaybookRun, dict[str, Any]]) -> None:
     run, _ = bench_run
-    labels = [e["event_data"]["res"]["_ansible_item_label"] for e in run.events
-              if e.get("event") == "runner_item_on_ok"
-              and e["event_data"].get("task") == "Run each instance alone, then the gateway at each concurrency"]
+    labels = [result.item_label for result in run.results(
+        "Run each instance alone, then the gateway at each concurrency", kinds=("runner_item_on_ok",))]
     assert labels[0] == "llama: llama-gpu0-0 alone, 10 serial"
     assert "bge: gateway, 16 requests at 16 concurrent" in labels
     assert len(labels) == sum(len(members) + len(LEVELS) for members in lab_pools().values())

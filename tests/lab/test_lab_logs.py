@@ -26,12 +26,9 @@ PREFLIGHT_TASK = "Build and validate the stack model, once"
 @pytest.fixture(scope="module")
 def stack(deploy_runs: dict[str, PlaybookRun]) -> Stack:
     """The stack the lab's deploy computed (the preflight's fact in site.yml's events)."""
-    for event in deploy_runs["first"].events:
-        data = event.get("event_data", {})
-        facts = data.get("res", {}).get("ansible_facts", {})
-        if event.get("event") == "runner_on_ok" and data.get("task") == PREFLIGHT_TASK:
-            computed: Stack = facts["memoryx_computed_stack"]
-            return computed
+    for result in deploy_runs["first"].results(PREFLIGHT_TASK):
+        computed: Stack = result.res["ansible_facts"]["memoryx_computed_stack"]
+        return computed
     raise AssertionError(f"site.yml ran no task {PREFLIGHT_TASK!r}")
 
 

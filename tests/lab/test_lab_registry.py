@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from labkit import EMBED_HOST, LLM_HOST, ROOT, PlaybookRun, containers, on_host, run_playbook, sh
 
+from memoryx_deploy.runner_events import plays_started
+
 REGISTRY = "10.99.0.6:5000"
 OLLAMA = f"{REGISTRY}/ollama/ollama:0.13.0"
 PULL_TASK = "Pull the images that are missing or whose tag moved"
@@ -21,21 +23,14 @@ MOVED_TASK = "Report the containers a moved tag would recreate"
 
 
 
-def task_items(run: PlaybookRun, task: str, event: str = "runner_item_on_ok") -> list[tuple[str, str]]:
-    """(host, item label) of every item of `task` that ended with `event`."""
-    return sorted(
-        (e["event_data"]["host"], str(e["event_data"]["res"].get("_ansible_item_label",
-                                                                e["event_data"]["res"].get("item"))))
-        for e in run.events
-        if e.get("event") == event and e["event_data"].get("task") == task)
+def task_items(run: PlaybookRun, task: str) -> list[tuple[str, str]]:
+    """(host, item label) of every item of `task` that ended ok."""
+    return sorted((r.host, r.item_label) for r in run.results(task, kinds=("runner_item_on_ok",)))
 
 
 def changed_items(run: PlaybookRun, task: str) -> list[tuple[str, str]]:
-    return sorted(
-        (e["event_data"]["host"], str(e["event_data"]["res"].get("_ansible_item_label")))
-        for e in run.events
-        if e.get("event") == "runner_item_on_ok" and e["event_data"].get("task") == task
-        and e["event_data"]["res"].get("changed"))
+    return sorted((r.host, r.item_label) for r in run.results(task, kinds=("runner_item_on_ok",))
+                  if r.changed)
 
 
 def test_a_fresh_deploy_pulls_every_image_from_the_registry(
@@ -44,8 +39,7 @@ def test_a_fresh_deploy_pulls_every_image_from_the_registry(
     pulled = [(host, label.split(" (")[0]) for host, label in changed_items(first, PULL_TASK)]
     assert pulled == [("mx-embed-01", f"{REGISTRY}/library/nginx:1.28.0"), ("mx-embed-01", OLLAMA),
                       ("mx-llm-01", f"{REGISTRY}/vllm/vllm-openai:v0.19.1")]
-    assert not [e for e in first.events if e["event_data"].get("task", "").startswith(LOAD_TASK)
-                and e.get("event") == "runner_on_ok"]  # the archive path did not run
+    assert not [r for r in first.results() if r.task.startswith(LOAD_TASK)]  # the archive path did not run
     assert changed_items(deploy_runs["second"], PULL_TASK) == []
     # what runs came from the registry: its image carries the registry's digest
     digests = on_host(LLM_HOST, "docker image inspect -f '{{json .RepoDigests}}' "
@@ -88,7 +82,7 @@ def test_a_wrong_registry_password_stops_before_any_container(deployed: None, tm
     message = " ".join(run.failures())
     assert f"registry {REGISTRY} refused the login of user 'memoryx-lab'" in message
     assert secret not in json.dumps(run.events)
-    assert not [e for e in run.events if e["event_data"].get("play", "").startswith("Services")]
+    assert not [play for play in plays_started(run.events) if play.startswith("Services")]
     assert containers() == before
 
 
@@ -110,11 +104,8 @@ def test_the_archive_path_still_deploys(deployed: None, restored: None, tmp_path
     run = run_playbook("site.yml", tmp_path, extravars=ARCHIVES)
     assert run.rc == 0, run.failures()
     # the load task is named after its image: "Load the archive into the Docker engine, IMAGE"
-    loaded = sorted((e["event_data"]["host"], e["event_data"]["task"].split(", ", 1)[1])
-                    for e in run.events
-                    if e.get("event") == "runner_on_ok"
-                    and e["event_data"].get("task", "").startswith(LOAD_TASK + ", ")
-                    and e["event_data"]["res"].get("changed"))
+    loaded = sorted((r.host, r.task.split(", ", 1)[1]) for r in run.results()
+                    if r.task.startswith(LOAD_TASK + ", ") and r.changed)
     assert loaded == [("mx-embed-01", "memoryx-lab/nginx:bookworm"),
                       ("mx-embed-01", "memoryx-lab/ollama-sim:lab"),
                       ("mx-llm-01", "memoryx-lab/vllm-sim:lab")]

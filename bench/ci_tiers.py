@@ -21,11 +21,11 @@ def tier_of(classname: str) -> str:
 def tier_times(xml: str) -> list[tuple[str, int, float]]:
     """(tier, tests, seconds) for each tier the run has, in TIERS' order."""
     tests: Counter[str] = Counter()
-    seconds: Counter[str] = Counter()
+    seconds: dict[str, float] = {}
     for case in ET.fromstring(xml).iter("testcase"):
         tier = tier_of(case.get("classname", ""))
         tests[tier] += 1
-        seconds[tier] += float(case.get("time", "0"))
+        seconds[tier] = seconds.get(tier, 0.0) + float(case.get("time", "0"))
     order = [tier for _, tier in TIERS] + ["other"]
     return [(tier, tests[tier], seconds[tier]) for tier in reversed(order) if tests[tier]]
 

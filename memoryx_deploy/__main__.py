@@ -12,14 +12,15 @@ from typing import Any
 
 import yaml
 
-from memoryx_deploy.containers import archive_name
 from memoryx_deploy.filters import message
-from memoryx_deploy.inventory import read_inventory
-from memoryx_deploy.model import CONFIG_KEYS, StackError
-from memoryx_deploy.plan import format_plan
-from memoryx_deploy.registry import Registry
-from memoryx_deploy.stack import stack_from_variables
-from memoryx_deploy.status_run import run_status
+from memoryx_deploy.inputs.containers import archive_name
+from memoryx_deploy.inputs.inventory import read_inventory
+from memoryx_deploy.inputs.registry import Registry
+from memoryx_deploy.inputs.variables import CONFIG_KEYS
+from memoryx_deploy.model.stack import stack_from_variables
+from memoryx_deploy.operate.status_run import run_status
+from memoryx_deploy.render.plan import format_plan
+from memoryx_deploy.schema.stack import StackError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         names = [name for name in variables if isinstance(name, str)]
         inventory = read_inventory(args.inventory)
         stack = stack_from_variables(variables, names, inventory.addresses, inventory.groups,
-                                     [str(args.inventory)], str(ROOT / "playbooks"))
+                                     [str(args.inventory)], str(ROOT / "playbooks"), secrets=False)
     except StackError as problem:
         print(message(args.command, problem), file=sys.stderr)
         return 1

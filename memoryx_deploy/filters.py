@@ -5,17 +5,19 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from memoryx_deploy.client_config import client_config, render_env, render_python
-from memoryx_deploy.engines import host_gpu_problems
-from memoryx_deploy.hostview import image_records
-from memoryx_deploy.images import daemon_json, pull_plan, registry_auth, running_digests
-from memoryx_deploy.model import StackError
-from memoryx_deploy.plan import format_plan
-from memoryx_deploy.smoke import smoke_failures, smoke_runs, smoke_todo
-from memoryx_deploy.stack import build_stack, stack_from_variables
-from memoryx_deploy.status import format_status, log_search, probe_results, status_report
-from memoryx_deploy.tls import expiry_report
-from memoryx_deploy.variables import readable_names
+from memoryx_deploy.inputs.engines import host_gpu_problems
+from memoryx_deploy.inputs.variables import readable_names
+from memoryx_deploy.model.hostview import image_records
+from memoryx_deploy.model.stack import build_stack, stack_from_variables
+from memoryx_deploy.operate.bench import bench_plan
+from memoryx_deploy.operate.images import daemon_json, pull_plan, registry_auth, running_digests
+from memoryx_deploy.operate.smoke import smoke_failures, smoke_runs, smoke_todo
+from memoryx_deploy.operate.status import format_status, log_search, probe_results, status_report
+from memoryx_deploy.render.client_config import client_config, render_env, render_python
+from memoryx_deploy.render.monitoring import alert_rules, scrape_configs
+from memoryx_deploy.render.plan import format_plan
+from memoryx_deploy.render.tls import expiry_report
+from memoryx_deploy.schema.stack import StackError
 
 Filter = Callable[..., Any]
 
@@ -59,7 +61,13 @@ FUNCTIONS: dict[str, Filter] = {
     "memoryx_status_probes": probe_results,
     "memoryx_status_log_search": log_search,
     "memoryx_status_table": format_status,
+    # Prometheus's files (playbooks/monitoring.yml) and the benchmark's plan (playbooks/bench.yml)
+    "memoryx_alert_rules": alert_rules,
+    "memoryx_scrape_configs": scrape_configs,
+    "memoryx_bench_plan": bench_plan,
 }
+# What a filter's StackError is about, where it is not the stack's layout.
+SUBJECTS = {"memoryx_bench_plan": "the benchmark's parameters (nothing was sent)"}
 
 
 def filters(error: type[Exception]) -> dict[str, Filter]:
@@ -80,5 +88,8 @@ def _wrap(name: str, function: Filter, error: type[Exception]) -> Filter:
 
 def message(name: str, problem: StackError) -> str:
     count = len(problem.problems)
-    lines = [f"{name}: the stack layout has {count} problem{'s' if count != 1 else ''}:"]
+    plural = "s" if count != 1 else ""
+    subject = SUBJECTS.get(name)
+    lines = ([f"{name}: {count} problem{plural} with {subject}:"] if subject
+             else [f"{name}: the stack layout has {count} problem{plural}:"])
     return "\n".join(lines + [f" - {line}" for line in problem.problems])

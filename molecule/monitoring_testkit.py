@@ -31,10 +31,12 @@ def scenario_vars(test_file: str) -> dict[str, Any]:
 
 def monitoring_view(variables: dict[str, Any]) -> dict[str, Any]:
     """The monitoring part of the stack the scenario's converge builds: the shared layout, the
-    project's engines, the scenario's monitoring data and addresses."""
+    project's engines and the lab's stand-ins, the scenario's monitoring data and addresses."""
     layout = yaml.safe_load((ROOT / "molecule" / "shared" / "vars" / "layout.yml").read_text())["mxmol_layout"]
     layout["engines"] = yaml.safe_load(
         (ROOT / "group_vars" / "all" / "memoryx.yml").read_text())["memoryx_engines"]
+    layout["extra_engines"] = yaml.safe_load(
+        (ROOT / "inventory" / "lab" / "group_vars" / "lab" / "engines.yml").read_text())["memoryx_extra_engines"]
     layout["monitoring"] = variables["mxmol_monitoring"]
     return dict(build_stack(layout, variables["mxmol_addresses"])["monitoring"])
 

@@ -9,7 +9,7 @@ from ansible.errors import AnsibleParserError
 from ansible.plugins.vars import BaseVarsPlugin
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
-from memoryx_deploy.yamlcheck import yaml_problems
+from memoryx_deploy.inputs.yamlcheck import yaml_problems
 
 DOCUMENTATION = """
     name: memoryx_yaml

@@ -20,7 +20,7 @@ import ansible_runner
 import pytest
 
 from bench.figures import write_section
-from memoryx_deploy.runner_events import TaskResult, task_results
+from memoryx_deploy.operate.runner_events import TaskResult, task_results
 from tests.ansible_env import ansible_env
 
 ROOT = Path(__file__).resolve().parents[2]

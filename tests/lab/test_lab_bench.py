@@ -20,7 +20,7 @@ from labkit import EMBED_HOST, ROOT, PlaybookRun, on_host, run_playbook
 from bench.figures import write_section
 from memoryx_deploy import build_stack
 from memoryx_deploy.__main__ import load_config
-from memoryx_deploy.inventory import inventory_addresses
+from memoryx_deploy.inputs.inventory import inventory_addresses
 
 OUTPUT = ROOT / "docs/bench"
 COMMAND = "ansible-playbook playbooks/bench.yml -e bench_output_dir=docs/bench"

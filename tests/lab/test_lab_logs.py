@@ -15,8 +15,8 @@ import pytest
 import yaml
 from labkit import EMBED_HOST, GATEWAY_URL, LAB_CA, LLM_HOST, ROOT, PlaybookRun, on_host
 
-from memoryx_deploy.container_logs import LogFiles, expected_logs, log_files
-from memoryx_deploy.model import Stack
+from memoryx_deploy.operate.container_logs import LogFiles, expected_logs, log_files
+from memoryx_deploy.schema.stack import Stack
 
 LAB_HOSTS = {"mx-llm-01": LLM_HOST, "mx-embed-01": EMBED_HOST}  # inventory host -> lab container
 GATEWAY_DEFAULTS = ROOT / "roles/nginx_unified/defaults/main.yml"

@@ -23,8 +23,8 @@ from openai import OpenAI
 
 from memoryx_deploy import build_stack
 from memoryx_deploy.__main__ import load_config
-from memoryx_deploy.inventory import inventory_addresses
-from memoryx_deploy.model import Stack
+from memoryx_deploy.inputs.inventory import inventory_addresses
+from memoryx_deploy.schema.stack import Stack
 
 ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")

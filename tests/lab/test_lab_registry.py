@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from labkit import EMBED_HOST, LLM_HOST, ROOT, PlaybookRun, containers, on_host, run_playbook, sh
 
-from memoryx_deploy.runner_events import plays_started
+from memoryx_deploy.operate.runner_events import plays_started
 
 REGISTRY = "10.99.0.6:5000"
 OLLAMA = f"{REGISTRY}/ollama/ollama:0.13.0"

@@ -1,4 +1,4 @@
-"""memoryx_deploy/bench.py (plan, table, JSON, chart), its load generator data/bench_load.py
+"""memoryx_deploy/operate/bench.py (plan, table, JSON, chart), its load generator data/bench_load.py
 against a loopback stub, and playbooks/bench.yml's parameter checks on the controller alone."""
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ import pytest
 from ansible.errors import AnsibleFilterError
 from ansible.utils.unsafe_proxy import wrap_var
 
-from memoryx_deploy import bench, build_stack
+from memoryx_deploy import build_stack
 from memoryx_deploy.__main__ import load_config
-from memoryx_deploy.model import StackError
+from memoryx_deploy.operate import bench
+from memoryx_deploy.schema.stack import StackError
 from tests.ansible_env import ansible_env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -238,7 +239,7 @@ def test_outputs_json_table_and_png(tmp_path: Path) -> None:
 
 
 def test_report_command_reads_stdin(tmp_path: Path) -> None:
-    run = subprocess.run([sys.executable, "-m", "memoryx_deploy.bench", "report", "--out", str(tmp_path)],
+    run = subprocess.run([sys.executable, "-m", "memoryx_deploy.operate.bench", "report", "--out", str(tmp_path)],
                          input=json.dumps(document_raw()), cwd=ROOT, text=True, capture_output=True, timeout=120)
     assert run.returncode == 0, run.stderr
     assert "| gateway, 10 concurrent | 10 | 0 | 0.650 | 15.4/s | 2.75x |" in run.stdout
@@ -250,7 +251,7 @@ def test_report_command_reads_stdin(tmp_path: Path) -> None:
 
 
 def test_filter_shim_names_the_bad_parameter(stack: dict[str, Any]) -> None:
-    spec = importlib.util.spec_from_file_location("memoryx_bench_shim", ROOT / "plugins/filter/memoryx_bench.py")
+    spec = importlib.util.spec_from_file_location("memoryx_bench_shim", ROOT / "plugins/filter/memoryx.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -11,8 +11,8 @@ import yaml
 
 from memoryx_deploy import StackError, build_stack
 from memoryx_deploy.__main__ import load_config
-from memoryx_deploy.container_logs import LogFiles, expected_logs, log_files, size_bytes
-from memoryx_deploy.containers import ContainerSettings
+from memoryx_deploy.inputs.containers import ContainerSettings
+from memoryx_deploy.operate.container_logs import LogFiles, expected_logs, log_files, size_bytes
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "group_vars" / "all" / "memoryx.yml"

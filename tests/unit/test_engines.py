@@ -10,9 +10,9 @@ import pytest
 
 from memoryx_deploy import build_stack
 from memoryx_deploy.__main__ import load_config
-from memoryx_deploy.engines import read_engines
 from memoryx_deploy.filters import FUNCTIONS
-from memoryx_deploy.smoke import smoke_commands, smoke_failures, smoke_passed, smoke_runs, smoke_todo
+from memoryx_deploy.inputs.engines import read_engines
+from memoryx_deploy.operate.smoke import smoke_commands, smoke_failures, smoke_passed, smoke_runs, smoke_todo
 
 ROOT = Path(__file__).resolve().parents[2]
 ADDRESSES = {"mx-llm-01": "192.168.31.10", "mx-embed-01": "192.168.31.65"}
@@ -64,7 +64,7 @@ def test_engines_that_are_not_a_mapping() -> None:
 
 def test_smoke_runs_one_per_image_and_gpu(config: dict[str, Any]) -> None:
     stack = build_stack(config, ADDRESSES)
-    runs = smoke_runs(stack, "mx-llm-01", config["gpu_hosts"])
+    runs = smoke_runs(stack, "mx-llm-01")
     image = config["images"]["vllm"]
     assert [(r["gpu"], r["image"], r["instances"]) for r in runs] == [
         (0, image, ["llama-gpu0-0", "llama-gpu0-1"]),
@@ -76,21 +76,21 @@ def test_smoke_runs_one_per_image_and_gpu(config: dict[str, Any]) -> None:
                                     "--entrypoint", "python3", image, *command["args"]]
     assert (first["engine"], first["compute_capability"], first["gpu_name"]) == (
         "vllm", "7.0", "Tesla V100-SXM2-32GB")
-    embed = smoke_runs(stack, "mx-embed-01", config["gpu_hosts"])
+    embed = smoke_runs(stack, "mx-embed-01")
     assert [(r["gpu"], r["engine"], r["entrypoint"], r["compute_capability"]) for r in embed] == [
         (0, "ollama", "/bin/sh", "6.1"), (1, "ollama", "/bin/sh", "6.1")]
 
 
 def test_an_instance_with_its_own_image_gets_its_own_run(config: dict[str, Any]) -> None:
     config["gpu_hosts"]["mx-llm-01"]["vllm_instances"][0][1]["image"] = "vllm/vllm-openai:v0.18.0"
-    runs = smoke_runs(build_stack(config, ADDRESSES), "mx-llm-01", config["gpu_hosts"])
+    runs = smoke_runs(build_stack(config, ADDRESSES), "mx-llm-01")
     assert [(r["gpu"], r["image"], r["instances"]) for r in runs][:2] == [
         (0, "vllm/vllm-openai:v0.18.0", ["llama-gpu0-1"]),
         (0, config["images"]["vllm"], ["llama-gpu0-0"])]
 
 
 def test_smoke_passes_on_exit_zero_and_the_expected_line(config: dict[str, Any]) -> None:
-    run = smoke_runs(build_stack(config, ADDRESSES), "mx-llm-01", config["gpu_hosts"])[0]
+    run = smoke_runs(build_stack(config, ADDRESSES), "mx-llm-01")[0]
     assert smoke_passed(run, 0, "memoryx-smoke ok: Tesla V100-SXM2-32GB compute 7.0")
     assert not smoke_passed(run, 0, "")
     assert not smoke_passed(run, 1, "memoryx-smoke ok")
@@ -98,10 +98,9 @@ def test_smoke_passes_on_exit_zero_and_the_expected_line(config: dict[str, Any])
 
 def test_the_filters_are_exposed(config: dict[str, Any]) -> None:
     stack = build_stack(copy.deepcopy(config), ADDRESSES)
-    runs = FUNCTIONS["memoryx_smoke_runs"](stack, "mx-embed-01", config["gpu_hosts"])
+    runs = FUNCTIONS["memoryx_smoke_runs"](stack, "mx-embed-01")
     assert len(runs) == 2
-    assert FUNCTIONS["memoryx_gpu_check"](stack, "mx-embed-01", config["gpu_hosts"],
-                                          config["engines"], "", "")[0] == (
+    assert FUNCTIONS["memoryx_gpu_check"](stack, "mx-embed-01", "", "")[0] == (
         "mx-embed-01: 2 GPUs declared (memoryx_gpu_hosts), nvidia-smi reports 0")
 
 
@@ -110,7 +109,7 @@ def running(gpu: str, image_id: str, state: str = "running") -> dict[str, Any]:
 
 
 def test_smoke_only_what_no_running_instance_already_runs(config: dict[str, Any]) -> None:
-    runs = smoke_runs(build_stack(config, ADDRESSES), "mx-llm-01", config["gpu_hosts"])
+    runs = smoke_runs(build_stack(config, ADDRESSES), "mx-llm-01")
     image = config["images"]["vllm"]
     images = [{"Id": "sha256:new", "RepoTags": [image], "RepoDigests": []}]
     # GPU 0 already runs this very image; GPU 1 runs an older build of the same tag; GPU 2's
@@ -126,7 +125,7 @@ def test_smoke_only_what_no_running_instance_already_runs(config: dict[str, Any]
 
 
 def test_smoke_failures_quote_the_image_and_name_everything(config: dict[str, Any]) -> None:
-    run = smoke_runs(build_stack(config, ADDRESSES), "mx-llm-01", config["gpu_hosts"])[2]
+    run = smoke_runs(build_stack(config, ADDRESSES), "mx-llm-01")[2]
     error = "RuntimeError: CUDA error: no kernel image is available for execution on the device"
     results = [
         {"item": run, "rc": 1, "stdout": "", "stderr": f"Traceback (most recent call last):\n{error}"},

@@ -30,7 +30,8 @@ NAMES = {"memoryx_stack", "memoryx_stack_from_variables", "memoryx_data_variable
          "memoryx_smoke_failures", "memoryx_pull_plan", "memoryx_registry_auth",
          "memoryx_daemon_json", "memoryx_running_digests", "memoryx_tls_expiry",
          "memoryx_status_report", "memoryx_status_probes", "memoryx_status_table",
-         "memoryx_status_log_search"}
+         "memoryx_status_log_search", "memoryx_alert_rules", "memoryx_scrape_configs",
+         "memoryx_bench_plan"}
 
 
 def load_shim() -> ModuleType:
@@ -62,9 +63,15 @@ def test_filters_give_what_the_package_gives(filters: dict[str, Any],
     stack = filters["memoryx_stack"](config, ADDRESSES)
     assert stack == build_stack(config, ADDRESSES)
     assert filters["memoryx_plan"](stack) == format_plan(stack)
-    names = [f"memoryx_{key}" for key in config]
     variables = {f"memoryx_{key}": value for key, value in config.items()}
-    assert filters["memoryx_stack_from_variables"](variables, names, ADDRESSES, GROUPS, {}) == stack
+    variables["vault_memoryx_gateway_api_keys"] = [{"name": "tests", "key": "tests-key-0123456789abcdef"}]
+    computed = filters["memoryx_stack_from_variables"](variables, list(variables), ADDRESSES, GROUPS, {})
+    site = ("deploy", "secrets", "defaults_taken")
+    assert {k: v for k, v in computed.items() if k not in site} == {
+        **{k: v for k, v in stack.items() if k not in site},
+        "gateway": {**stack["gateway"], "api_key_names": ["tests"]}}
+    assert computed["secrets"]["gateway_api_keys"] == "vault_memoryx_gateway_api_keys"
+    assert "tests-key-0123456789abcdef" not in repr(computed)
     assert filters["memoryx_data_variables"](["memoryx_stack", "memoryx_images", "other"]) == [
         "memoryx_images"]
     assert filters["memoryx_image_records"](["nginx:1.28.0"]) == [

@@ -1,4 +1,4 @@
-"""GPUs as declared against GPUs as nvidia-smi reports them (memoryx_deploy/gpu_facts.py),
+"""GPUs as declared against GPUs as nvidia-smi reports them (memoryx_deploy/inputs/gpu_facts.py),
 including the lab's stand-in nvidia-smi answering the exact query of the check."""
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import yaml
 
 from memoryx_deploy import build_stack
 from memoryx_deploy.__main__ import load_config
-from memoryx_deploy.engines import host_gpu_problems
-from memoryx_deploy.gpu_facts import QUERY, Requirement, compare_gpus, declared_capability
+from memoryx_deploy.inputs.engines import host_gpu_problems
+from memoryx_deploy.inputs.gpu_facts import QUERY, Requirement, compare_gpus, declared_capability
 
 ROOT = Path(__file__).resolve().parents[2]
 ADDRESSES = {"mx-llm-01": "192.168.31.10", "mx-embed-01": "192.168.31.65"}
@@ -131,7 +131,7 @@ def test_the_lab_hardware_agrees_with_the_stack_data(tmp_path: Path, host: str) 
     stack = build_stack(config, ADDRESSES)
     table = lab_table(tmp_path, host)
     rows = smi_output(tmp_path, table, QUERY.split()[1:])
-    assert host_gpu_problems(stack, host, config["gpu_hosts"], config["engines"], rows,
+    assert host_gpu_problems(stack, host, rows,
                              smi_output(tmp_path, table, [])) == []
 
 
@@ -140,7 +140,7 @@ def test_a_lab_gpu_with_other_memory_stops_the_check(tmp_path: Path) -> None:
     stack = build_stack(config, ADDRESSES)
     table = lab_table(tmp_path, "mx-embed-01", name="Tesla P4", memory_total_mib=7680)
     rows = smi_output(tmp_path, table, QUERY.split()[1:])
-    assert host_gpu_problems(stack, "mx-embed-01", config["gpu_hosts"], config["engines"], rows,
+    assert host_gpu_problems(stack, "mx-embed-01", rows,
                              smi_output(tmp_path, table, [])) == [
         "mx-embed-01 GPU 0: model expected 'Tesla P40', found 'Tesla P4'",
         "mx-embed-01 GPU 0: memory expected 24 GiB (24576 MiB, within 8%), found 7680 MiB",

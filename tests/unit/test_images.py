@@ -1,11 +1,11 @@
 """What a host pulls, the daemon.json keys of the registry, and the digest each container runs
-(memoryx_deploy/images.py, issue 10), on what Docker's API returns."""
+(memoryx_deploy/operate/images.py, issue 10), on what Docker's API returns."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from memoryx_deploy.images import daemon_json, pull_plan, registry_auth, running_digests
+from memoryx_deploy.operate.images import daemon_json, pull_plan, registry_auth, running_digests
 
 OLD = "sha256:" + "1" * 64
 NEW = "sha256:" + "2" * 64

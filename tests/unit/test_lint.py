@@ -15,7 +15,8 @@ from tests.ansible_env import ansible_env
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 ROLES = sorted(p.name for p in (ROOT / "roles").iterdir() if (p / "tasks").is_dir())
-PYTHON = ["memoryx_deploy", "plugins", "lab/simulators", "bench", "tests", "scripts/vllm-flags"]
+PYTHON = ["memoryx_deploy", "plugins", "lab/simulators", "bench", "tests", "scripts/vllm-flags", "scripts/design-doc",
+          "molecule"]
 
 
 def run(*argv: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
@@ -44,7 +45,8 @@ def test_mypy_strict() -> None:
     assert result.returncode == 0, result.stdout[-4000:]
     result = run(str(BIN / "mypy"), "--strict", "bench/gateway_bench.py", MYPYPATH=str(ROOT / "tests/gateway"))
     assert result.returncode == 0, result.stdout[-4000:]
-    for script in ("bench/ansible_bench.py", "scripts/vllm-flags", "plugins/vars/memoryx_yaml.py"):
+    for script in ("bench/ansible_bench.py", "bench/ci_tiers.py", "scripts/vllm-flags", "scripts/design-doc",
+                   "plugins/vars/memoryx_yaml.py"):
         result = run(str(BIN / "mypy"), "--strict", script)
         assert result.returncode == 0, script + result.stdout[-4000:]
     # each scenario's verify module is a test_default.py: one mypy run apiece

@@ -1,4 +1,4 @@
-"""memoryx_deploy/monitoring.py: memoryx_monitoring -> targets, exporters, firewall sources, and
+"""memoryx_deploy/inputs/monitoring.py: memoryx_monitoring -> targets, exporters, firewall sources, and
 the preflight's problems naming the field."""
 
 from __future__ import annotations
@@ -12,8 +12,10 @@ import pytest
 
 from memoryx_deploy import build_stack
 from memoryx_deploy.__main__ import load_config
-from memoryx_deploy.model import StackError
-from memoryx_deploy.monitoring import alert_rules, duration_seconds, monitoring_problems, scrape_configs
+from memoryx_deploy.inputs.monitoring import duration_seconds
+from memoryx_deploy.model.monitoring import monitoring_problems
+from memoryx_deploy.render.monitoring import alert_rules, scrape_configs
+from memoryx_deploy.schema.stack import StackError
 
 ROOT = Path(__file__).resolve().parents[2]
 ADDRESSES = {"mx-llm-01": "192.168.31.10", "mx-embed-01": "192.168.31.65", "localhost": ""}
@@ -166,7 +168,7 @@ def test_alert_thresholds_come_from_the_data(config: dict[str, Any]) -> None:
 
 def test_the_filter_shim_exposes_the_monitoring_filters(config: dict[str, Any]) -> None:
     spec = importlib.util.spec_from_file_location(
-        "memoryx_monitoring_shim", ROOT / "plugins" / "filter" / "memoryx_monitoring.py")
+        "memoryx_monitoring_shim", ROOT / "plugins" / "filter" / "memoryx.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -17,7 +17,7 @@ import yaml
 
 from memoryx_deploy import build_stack
 from memoryx_deploy.__main__ import load_config
-from memoryx_deploy.monitoring import alert_rules, scrape_configs
+from memoryx_deploy.render.monitoring import alert_rules, scrape_configs
 
 ROOT = Path(__file__).resolve().parents[2]
 ADDRESSES = {"mx-llm-01": "192.168.31.10", "mx-embed-01": "192.168.31.65", "localhost": ""}

@@ -10,7 +10,7 @@ import yaml
 
 from memoryx_deploy import build_stack, format_plan, plan_rows
 from memoryx_deploy.__main__ import load_config, main
-from memoryx_deploy.inventory import inventory_addresses
+from memoryx_deploy.inputs.inventory import inventory_addresses
 
 ROOT = Path(__file__).resolve().parents[2]
 GROUP_VARS = ROOT / "group_vars" / "all" / "memoryx.yml"

@@ -10,10 +10,10 @@ import pytest
 
 from memoryx_deploy import StackError, build_stack
 from memoryx_deploy.__main__ import load_config, main
-from memoryx_deploy.engines import engine_of, read_engines
-from memoryx_deploy.registry import Registry, read_registry
-from memoryx_deploy.smoke import smoke_runs
-from memoryx_deploy.stack import stack_from_variables
+from memoryx_deploy.inputs.engines import engine_of, read_engines
+from memoryx_deploy.inputs.registry import Registry, read_registry
+from memoryx_deploy.model.stack import stack_from_variables
+from memoryx_deploy.operate.smoke import smoke_runs
 
 ROOT = Path(__file__).resolve().parents[2]
 ADDRESSES = {"mx-llm-01": "192.168.31.10", "mx-embed-01": "192.168.31.65"}
@@ -111,8 +111,7 @@ def test_a_private_registry_changes_what_hosts_pull_not_what_the_data_names(
                                  "url": "https://registry.lan:5000", "prefix": "",
                                  "username": "deploy", "ca_file": "/etc/memoryx/registry-ca.crt",
                                  "insecure": False}
-    gpu_hosts = config["gpu_hosts"]
-    runs = smoke_runs(stack, "mx-llm-01", gpu_hosts)
+    runs = smoke_runs(stack, "mx-llm-01")
     assert {run["image"] for run in runs} == {"registry.lan:5000/vllm/vllm-openai:v0.19.1"}
     assert "registry.lan:5000/vllm/vllm-openai:v0.19.1" in runs[0]["docker_argv"]
 
@@ -130,7 +129,8 @@ def test_an_image_pinned_by_digest_keeps_its_engine(config: dict[str, Any]) -> N
 def variables(config: dict[str, Any], **extra: Any) -> dict[str, Any]:
     found = {f"memoryx_{key}": value for key, value in config.items()}
     found.update({"memoryx_image_source": "pull", "memoryx_registry_password": "",
-                  "memoryx_gateway_api_keys": [], "memoryx_client_config_dir": "/tmp",
+                  "memoryx_gateway_api_keys": [{"name": "tests", "key": "tests-key-0123456789abcdef"}],
+                  "memoryx_client_config_dir": "/tmp",
                   "memoryx_verify": "changed", "memoryx_image_archive_dir": "/tmp"})
     found.update(extra)
     return found

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from memoryx_deploy.runner_events import plays_started, task_results
-from memoryx_deploy.status import report_from_events
+from memoryx_deploy.operate.runner_events import plays_started, task_results
+from memoryx_deploy.operate.status import report_from_events
 
 WARNING_LINE = {"event": "verbose", "uuid": "1", "counter": 1,
                 "stdout": "CryptographyDeprecationWarning: DSA is deprecated"}

@@ -10,7 +10,7 @@ import pytest
 
 from memoryx_deploy import build_stack
 from memoryx_deploy.__main__ import load_config
-from memoryx_deploy.inventory import inventory_addresses
+from memoryx_deploy.inputs.inventory import inventory_addresses
 
 ROOT = Path(__file__).resolve().parents[2]
 ADDRESSES = {"mx-llm-01": "192.168.31.10", "mx-embed-01": "192.168.31.65"}
@@ -42,8 +42,8 @@ def test_production_layout_builds(config: dict[str, Any]) -> None:
     assert stack["gateway"]["models"] == {
         "llama3.1-8b": "llama", "qwen2.5-14b": "qwen", "bge-m3": "bge"}
     assert stack["hosts"]["mx-embed-01"] == {"address": "192.168.31.65", "gpus": [
-        {"index": 0, "name": "Tesla P40", "memory_gib": 24},
-        {"index": 1, "name": "Tesla P40", "memory_gib": 24}]}
+        {"index": 0, "name": "Tesla P40", "memory_gib": 24, "compute_capability": "6.1"},
+        {"index": 1, "name": "Tesla P40", "memory_gib": 24, "compute_capability": "6.1"}]}
 
 
 def test_vllm_instance_has_the_documented_shape(config: dict[str, Any]) -> None:

@@ -380,7 +380,7 @@ def test_missing_and_unknown_settings(config: dict[str, Any]) -> None:
     config["vllm_models_dir"] = "models"
     config["gpu_host"] = {}
     assert problems(config) == [
-        "memoryx_config: unknown key 'gpu_host' (allowed: containers, engines, gateway, gpu_hosts, "
+        "memoryx_config: unknown key 'gpu_host' (allowed: containers, engines, extra_engines, gateway, gpu_hosts, "
         "gpu_utilization_limit, images, monitoring, ollama, ollama_models_dir, registry, vllm_env, "
         "vllm_models_dir, vllm_overhead_gib, vllm_profiles)",
         "memoryx_config: images is required",

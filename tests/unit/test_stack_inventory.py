@@ -16,11 +16,11 @@ import pytest
 
 from memoryx_deploy import StackError, build_stack
 from memoryx_deploy.__main__ import load_config, load_variables, main
-from memoryx_deploy.containers import archive_name
-from memoryx_deploy.inventory import read_inventory
-from memoryx_deploy.scopes import scope_problems
-from memoryx_deploy.stack import stack_from_variables
-from memoryx_deploy.yamlcheck import yaml_problems
+from memoryx_deploy.inputs.containers import archive_name
+from memoryx_deploy.inputs.inventory import read_inventory
+from memoryx_deploy.inputs.scopes import scope_problems
+from memoryx_deploy.inputs.yamlcheck import yaml_problems
+from memoryx_deploy.model.stack import stack_from_variables
 from tests.ansible_env import ansible_env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,7 +37,9 @@ def config() -> dict[str, Any]:
 
 @pytest.fixture
 def variables() -> dict[str, Any]:
-    return load_variables([DATA])
+    """The data's variables with the vault's keys beside them, as the preflight reads them."""
+    return {**load_variables([DATA]),
+            "vault_memoryx_gateway_api_keys": [{"name": "tests", "key": "tests-key-0123456789abcdef"}]}
 
 
 def problems(config: Any, groups: Any = GROUPS, addresses: Any = ADDRESSES) -> list[str]:
@@ -121,8 +123,9 @@ def test_a_misspelt_variable_is_named_with_what_it_meant(variables: dict[str, An
     variables["memoryx_gpu_host"] = variables.pop("memoryx_gpu_hosts")
     assert from_variables(variables) == [
         "variable memoryx_gpu_host is not a memoryx-deploy variable; did you mean memoryx_gpu_hosts?",
-        "variable memoryx_gpu_hosts is not defined: the stack needs it "
-        "(group_vars/all/memoryx.yml defines every stack variable)"]
+        "group_vars/all/memoryx.yml lacks 1 variable this release needs (README \"Upgrading\"): "
+        "memoryx_gpu_hosts: the GPU hosts, keyed by inventory hostname: gpus, vllm_instances and "
+        "ollama_instances per GPU index"]
 
 
 def test_an_unknown_variable_far_from_any_lists_the_real_ones(variables: dict[str, Any]) -> None:

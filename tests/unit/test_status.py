@@ -1,4 +1,4 @@
-"""The status view: the running stack against its data (memoryx_deploy/status.py)."""
+"""The status view: the running stack against its data (memoryx_deploy/operate/status.py)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 
 from memoryx_deploy import build_stack
 from memoryx_deploy.__main__ import load_config
-from memoryx_deploy.model import Stack
-from memoryx_deploy.status import format_status, log_search, probe_results, status_report
+from memoryx_deploy.operate.status import format_status, log_search, probe_results, status_report
+from memoryx_deploy.schema.stack import Stack
 
 ROOT = Path(__file__).resolve().parents[2]
 ADDRESSES = {"mx-llm-01": "192.168.31.10", "mx-embed-01": "192.168.31.65"}

@@ -15,7 +15,8 @@ from cryptography.x509.oid import NameOID
 
 from memoryx_deploy import StackError, build_stack, client_config, render_env
 from memoryx_deploy.__main__ import load_config
-from memoryx_deploy.tls import expiry_report, read_tls
+from memoryx_deploy.inputs.tls import read_tls
+from memoryx_deploy.render.tls import expiry_report
 
 ROOT = Path(__file__).resolve().parents[2]
 ADDRESSES = {"mx-llm-01": "192.168.31.10", "mx-embed-01": "192.168.31.65"}

@@ -14,9 +14,10 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+import yaml
 
 from memoryx_deploy.__main__ import load_config
-from memoryx_deploy.vllm_flags import DATA_DIR, load_flags, parse_flags
+from memoryx_deploy.inputs.vllm_flags import DATA_DIR, load_flags, parse_flags
 
 ROOT = Path(__file__).resolve().parents[2]
 LAB_FLAGS = ROOT / "lab" / "simulators" / "vllm-flags"
@@ -152,8 +153,9 @@ def test_the_simulator_copies_are_the_generated_lists(path: Path) -> None:
     assert path.read_bytes() == (DATA_DIR / path.name).read_bytes()
 
 
-def test_every_lab_simulator_version_has_its_copy(config: dict[str, Any]) -> None:
-    sims = {image: engine for image, engine in config["engines"].items()
+def test_every_lab_simulator_version_has_its_copy() -> None:
+    stand_ins = yaml.safe_load((ROOT / "inventory/lab/group_vars/lab/engines.yml").read_text())
+    sims = {image: engine for image, engine in stand_ins["memoryx_extra_engines"].items()
             if engine.get("stand_in") and engine["engine"] == "vllm"}
     assert sims
     for engine in sims.values():
@@ -161,4 +163,4 @@ def test_every_lab_simulator_version_has_its_copy(config: dict[str, Any]) -> Non
     dockerfile = (ROOT / "lab" / "simulators" / "Dockerfile.vllm").read_text()
     default = re.search(r"^ARG VLLM_VERSION=(\S+)$", dockerfile, re.M)
     assert default is not None
-    assert default.group(1) == config["engines"]["memoryx-lab/vllm-sim:lab"]["version"]
+    assert default.group(1) == sims["memoryx-lab/vllm-sim:lab"]["version"]

@@ -8,7 +8,7 @@ from typing import Any
 import yaml
 from conftest import ScenarioPlaybook
 
-from memoryx_deploy.containers import archive_name
+from memoryx_deploy.inputs.containers import archive_name
 
 SCENARIO = Path(__file__).resolve().parent.parent
 PROJECT = SCENARIO.parent.parent

@@ -20,6 +20,8 @@ def converge_instances() -> tuple[dict[str, Any], list[dict[str, Any]]]:
     layout = yaml.safe_load((SCENARIO.parent / "shared" / "vars" / "layout.yml").read_text())["mxmol_layout"]
     layout["engines"] = yaml.safe_load(
         (SCENARIO.parents[1] / "group_vars" / "all" / "memoryx.yml").read_text())["memoryx_engines"]
+    layout["extra_engines"] = yaml.safe_load((SCENARIO.parents[1] / "inventory" / "lab" / "group_vars" / "lab"
+                                               / "engines.yml").read_text())["memoryx_extra_engines"]
     addresses = yaml.safe_load((SCENARIO / "molecule.yml").read_text())[
         "provisioner"]["inventory"]["group_vars"]["all"]["mxmol_addresses"]
     here = build_stack(layout, addresses)["by_host"]["mx-embed-01"]["ollama_instances"]

@@ -16,7 +16,7 @@ from conftest import ScenarioPlaybook
 from monitoring_testkit import monitoring_view, scenario_vars
 from monitoring_testkit import poll as monitoring_poll
 
-from memoryx_deploy.monitoring import alert_rules
+from memoryx_deploy.render.monitoring import alert_rules
 
 GROUP_VARS = scenario_vars(__file__)
 CONFIG = "/etc/prometheus/prometheus.yml"

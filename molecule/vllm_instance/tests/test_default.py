@@ -22,6 +22,8 @@ def converge_data() -> tuple[list[dict[str, Any]], str]:
     layout = yaml.safe_load((SCENARIO.parent / "shared" / "vars" / "layout.yml").read_text())["mxmol_layout"]
     layout["engines"] = yaml.safe_load(
         (SCENARIO.parents[1] / "group_vars" / "all" / "memoryx.yml").read_text())["memoryx_engines"]
+    layout["extra_engines"] = yaml.safe_load((SCENARIO.parents[1] / "inventory" / "lab" / "group_vars" / "lab"
+                                               / "engines.yml").read_text())["memoryx_extra_engines"]
     addresses = yaml.safe_load((SCENARIO / "molecule.yml").read_text())[
         "provisioner"]["inventory"]["group_vars"]["all"]["mxmol_addresses"]
     stack = build_stack(layout, addresses)

@@ -223,7 +223,9 @@ recreate_if_stale() {
 
 host_run_args() {  # NAME HOSTNAME IP -> docker run arguments of a lab host
   local name=$1 hostname=$2 ip=$3 cap
-  printf '%s\n' --hostname "$hostname" --network "$NETWORK" --ip "$ip" \
+  # SIGRTMIN+3 is systemd's "halt": `docker stop`/`restart` of a lab host is an orderly
+  # shutdown (units stopped, memoryx-boot's stop included), as on a server (tests/lab/test_reboot.py)
+  printf '%s\n' --hostname "$hostname" --network "$NETWORK" --ip "$ip" --stop-signal RTMIN+3 \
     --security-opt seccomp=unconfined --security-opt apparmor=unconfined \
     -v /sys/fs/cgroup:/sys/fs/cgroup:rw --tmpfs /run --tmpfs /run/lock \
     -v "$name-docker:/var/lib/docker" --label org.memoryx.lab=host

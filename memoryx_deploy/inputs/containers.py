@@ -29,7 +29,7 @@ DURATION = re.compile(r"^([0-9]+(ms|s|m|h))+$")
 CONTAINER_KEYS = ("restart_policy", "vllm_stop_timeout", "vllm_healthcheck_interval",
                   "vllm_healthcheck_start_period", "ollama_stop_timeout",
                   "log_driver", "log_options", "access_log_options")
-RESTART_POLICIES = ("always", "unless-stopped", "on-failure", "no")
+RESTART_POLICIES = ("unless-stopped", "on-failure", "no")
 # Log drivers that keep the log on the host, rotated by max-size and max-file: the bound is
 # ours to set and to check (`docker inspect`, the status view). syslog, journald, fluentd and
 # the like hand the log to another system whose own limits bound it (or not).
@@ -49,7 +49,8 @@ DEFAULT_ACCESS_LOG_OPTIONS = {"max-size": "100m", "max-file": "10"}
 class ContainerSettings:
     """`memoryx_containers`: how every managed container runs."""
 
-    restart_policy: str = "always"
+    # not "always": Docker would start every container at once when it starts (memoryx-boot)
+    restart_policy: str = "unless-stopped"
     vllm_stop_timeout: int = 120
     vllm_healthcheck_interval: str = "10s"
     vllm_healthcheck_start_period: str = "15m"
@@ -74,7 +75,12 @@ def read_container_settings(problems: list[str], data: object) -> ContainerSetti
     reader = Reader(problems, "containers", data, CONTAINER_KEYS)
     defaults = ContainerSettings()
     policy = reader.string("restart_policy", default=defaults.restart_policy)
-    if policy and policy not in RESTART_POLICIES:
+    if policy == "always":
+        reader.fail("restart_policy 'always' makes Docker start every container at once when it "
+                    "starts (at boot), and two vLLM instances that share a GPU fail so; use "
+                    "unless-stopped (the default): Docker still restarts a container that dies, and "
+                    "memoryx-boot starts them in the deploy's waves at boot")
+    elif policy and policy not in RESTART_POLICIES:
         reader.fail(f"restart_policy must be one of {', '.join(RESTART_POLICIES)}, got {policy!r}")
     return ContainerSettings(
         restart_policy=policy,
@@ -135,6 +141,10 @@ def _duration(reader: Reader, key: str, default: str) -> str:
     if value and not DURATION.match(value):
         reader.fail(f"{key} must be a duration such as 10s, 15m or 1h30m, got {value!r}")
     return value
+
+
+# The gateway's two containers (roles/nginx_unified), in the order they start.
+GATEWAY_CONTAINERS = {"router": "memoryx_gateway_router", "client": "memoryx_gateway"}
 
 
 def container_name(kind: str, instance: str) -> str:

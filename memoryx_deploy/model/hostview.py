@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from memoryx_deploy.inputs.containers import LOOPBACK, archive_name
-from memoryx_deploy.schema.stack import Host, HostView, Image, OllamaInstance, VllmInstance
+from collections.abc import Sequence
+
+from memoryx_deploy.inputs.containers import GATEWAY_CONTAINERS, LOOPBACK, archive_name
+from memoryx_deploy.schema.stack import Host, HostView, Image, OllamaInstance, Placement, VllmInstance, WarmUp
 
 
 def host_views(inventory: list[str], hosts: dict[str, Host], vllm: list[VllmInstance],
@@ -25,8 +27,25 @@ def host_views(inventory: list[str], hosts: dict[str, Host], vllm: list[VllmInst
             gpus=[gpu["index"] for gpu in hosts[name]["gpus"]] if name in hosts else [],
             images=image_records(_unique(images)),
             firewall_ports=[i["port"] for i in placed if i["bind_address"] != LOOPBACK],
+            boot_waves=boot_waves(placed, name == gateway_host),
+            boot_warm={i["container_name"]: warm_up(i) for i in mine_ollama},
         )
     return views
+
+
+def warm_up(instance: OllamaInstance) -> WarmUp:
+    """Ollama loads its model at the first request: an empty embed loads it and keeps it loaded
+    (as role ollama_bge warms it at a deploy), so a booted instance serves at once."""
+    return WarmUp(url=f"http://{LOOPBACK}:{instance['port']}/api/embed",
+                  body={"model": instance["model"], "input": "memoryx warm-up", "keep_alive": -1})
+
+
+def boot_waves(placed: Sequence[Placement], gateway: bool) -> list[list[str]]:
+    """The deploy's own waves: the instances at each position on their GPU, one position after
+    the other (each needs its share of the GPU free when it starts), then the gateway's."""
+    waves = [[i["container_name"] for i in placed if i["position"] == position]
+             for position in sorted({i["position"] for i in placed})]
+    return waves + ([[GATEWAY_CONTAINERS["router"], GATEWAY_CONTAINERS["client"]]] if gateway else [])
 
 
 def _unique(items: list[str]) -> list[str]:

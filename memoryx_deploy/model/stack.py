@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from memoryx_deploy.inputs.containers import GATEWAY_CONTAINERS
 from memoryx_deploy.inputs.engines import engine_views
 from memoryx_deploy.inputs.fields import show
 from memoryx_deploy.inputs.gateway import check_auth, read_gateway
@@ -27,7 +28,7 @@ from memoryx_deploy.model.checks import constant_problems, gpu_problems, group_p
 from memoryx_deploy.model.hostview import host_views
 from memoryx_deploy.model.monitoring import build_monitoring, monitoring_problems
 from memoryx_deploy.model.pools import build_pools, declaration_problems, declared_pools, route_problems
-from memoryx_deploy.schema.stack import Embedding, Gateway, Stack, StackError
+from memoryx_deploy.schema.stack import Embedding, Gateway, GatewayContainers, Stack, StackError
 
 Groups = Mapping[str, list[str]]
 
@@ -110,6 +111,9 @@ def build_stack(config: Mapping[str, Any], addresses: Mapping[str, str],
         gateway=Gateway(host=gateway.host, address=known[gateway.host], port=gateway.port,
                         image=image, routes=gateway.routes, tls=tls, auth=gateway.auth,
                         api_key_names=[],
+                        containers=GatewayContainers(router=GATEWAY_CONTAINERS["router"],
+                                                     client=GATEWAY_CONTAINERS["client"]),
+                        restart_policy=settings.containers.restart_policy,
                         log=settings.containers.log(),
                         router_log=settings.containers.access_log(),
                         models={m: name for name, pool in pools.items() for m in pool["models"]}),

@@ -111,8 +111,8 @@ def status_report(stack: Stack, observed: Mapping[str, Any], now: str = "") -> R
 
 
 def _host_problems(stack: Stack, host: _Host, expected: set[str]) -> list[str]:
-    """Managed containers the data does not have, the backend firewall's unit and the
-    monitoring services' units."""
+    """Managed containers the data does not have, the backend firewall's unit, the boot unit and
+    the monitoring services' units."""
     found = []
     for container in host.containers.values():
         role = ((container.get("Config") or {}).get("Labels") or {}).get("memoryx.role")
@@ -122,6 +122,11 @@ def _host_problems(stack: Stack, host: _Host, expected: set[str]) -> list[str]:
     if stack["by_host"][host.name]["firewall_ports"] and state != "active":
         found.append(f"{host.name}: the backend firewall unit is {state or 'not found'}: "
                      "the instances' ports are open to the whole LAN")
+    boot = str(host.data.get("boot_unit") or "").split()
+    if stack["by_host"][host.name]["boot_waves"] and boot != ["active", "enabled"]:
+        found.append(f"{host.name}: the boot unit memoryx-boot is {' '.join(boot) or 'not found'}: "
+                     "at the next reboot Docker starts its containers at once, not in waves "
+                     "(site.yml installs, enables and starts it)")
     for unit, unit_state in sorted((host.data.get("monitoring_units") or {}).items()):
         if unit_state != "active":
             found.append(f"{host.name}: monitoring unit {unit} is {unit_state or 'not found'}: "

@@ -198,6 +198,11 @@ class Route(TypedDict):
     exact: bool
 
 
+class GatewayContainers(TypedDict):
+    router: str  # routes, balances, checks the members' health
+    client: str  # the clients' side: TLS, keys, limits, in front of the router
+
+
 class Gateway(TypedDict):
     host: str
     address: str
@@ -208,8 +213,17 @@ class Gateway(TypedDict):
     tls: GatewayTls  # inputs/tls.py
     auth: str  # "required" or "off"
     api_key_names: list[str]  # the names of the keys it accepts (the keys stay in the vault)
+    containers: GatewayContainers
+    restart_policy: str  # memoryx_containers' restart_policy, as every managed container's
     log: LogConfig  # the client side's container log (memoryx_containers)
     router_log: LogConfig  # the router's, with the JSON access log (issue 12)
+
+
+class WarmUp(TypedDict):
+    """A request that makes an instance ready to serve (Ollama: load its model and keep it)."""
+
+    url: str
+    body: dict[str, Any]
 
 
 class Image(TypedDict):
@@ -226,6 +240,9 @@ class HostView(TypedDict):
     gpus: list[int]
     images: list[Image]
     firewall_ports: list[int]  # published on the LAN: only the gateway host may connect
+    # its containers in the order they start at boot: a wave once the one before is healthy
+    boot_waves: list[list[str]]
+    boot_warm: dict[str, WarmUp]  # container -> the request that warms it once it runs
 
 
 class Embedding(TypedDict):

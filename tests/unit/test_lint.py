@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 ROLES = sorted(p.name for p in (ROOT / "roles").iterdir() if (p / "tasks").is_dir())
 PYTHON = ["memoryx_deploy", "plugins", "lab/simulators", "bench", "tests", "scripts/vllm-flags", "scripts/design-doc",
+          "roles/docker_containers/files/memoryx-boot",
           "molecule"]
 
 
@@ -46,6 +47,7 @@ def test_mypy_strict() -> None:
     result = run(str(BIN / "mypy"), "--strict", "bench/gateway_bench.py", MYPYPATH=str(ROOT / "tests/gateway"))
     assert result.returncode == 0, result.stdout[-4000:]
     for script in ("bench/ansible_bench.py", "bench/ci_tiers.py", "scripts/vllm-flags", "scripts/design-doc",
+                   "roles/docker_containers/files/memoryx-boot",
                    "plugins/vars/memoryx_yaml.py"):
         result = run(str(BIN / "mypy"), "--strict", script)
         assert result.returncode == 0, script + result.stdout[-4000:]

@@ -77,7 +77,7 @@ def test_vllm_instance_has_the_documented_shape(config: dict[str, Any]) -> None:
                                      "'http://127.0.0.1:8000/health', timeout=5)"],
                             "interval": "10s", "timeout": "10s", "retries": 3,
                             "start_period": "15m"},
-            "restart_policy": "always", "stop_timeout": 120,
+            "restart_policy": "unless-stopped", "stop_timeout": 120,
             "log_driver": "json-file", "log_options": {"max-size": "50m", "max-file": "5"},
         },
     }
@@ -101,7 +101,7 @@ def test_ollama_instance_has_the_documented_shape(config: dict[str, Any]) -> Non
                                  "capabilities": [["gpu"]]}],
             "labels": {"memoryx.role": "ollama", "memoryx.instance": "bge-gpu1",
                        "memoryx.pool": "bge", "memoryx.gpu": "1"},
-            "healthcheck": None, "restart_policy": "always", "stop_timeout": 30,
+            "healthcheck": None, "restart_policy": "unless-stopped", "stop_timeout": 30,
             "log_driver": "json-file", "log_options": {"max-size": "50m", "max-file": "5"},
         },
     }
@@ -133,7 +133,21 @@ def test_each_host_gets_its_own_part(config: dict[str, Any]) -> None:
     assert [image["name"] for image in embed["images"]] == [config["images"]["ollama"],
                                                             config["images"]["nginx"]]
     assert views["localhost"] == {"vllm_instances": [], "ollama_instances": [], "gateway": False,
-                                  "gpus": [], "images": [], "firewall_ports": []}
+                                  "gpus": [], "images": [], "firewall_ports": [], "boot_waves": [],
+                                  "boot_warm": {}}
+
+
+def test_each_host_boots_in_the_deploys_waves(config: dict[str, Any]) -> None:
+    """Per position on its GPU, every GPU at once; the gateway's containers last."""
+    views = build_stack(config, ADDRESSES)["by_host"]
+    assert views["mx-llm-01"]["boot_waves"] == [
+        ["vllm_llama_gpu0_0", "vllm_llama_gpu1_0", "vllm_qwen_gpu2"], ["vllm_llama_gpu0_1", "vllm_llama_gpu1_1"]]
+    assert views["mx-embed-01"]["boot_waves"] == [
+        ["ollama_bge_gpu0", "ollama_bge_gpu1"], ["memoryx_gateway_router", "memoryx_gateway"]]
+    assert views["mx-embed-01"]["boot_warm"]["ollama_bge_gpu1"] == {
+        "url": "http://127.0.0.1:11435/api/embed",
+        "body": {"model": "bge-m3", "input": "memoryx warm-up", "keep_alive": -1}}
+    assert views["mx-llm-01"]["boot_warm"] == {}
 
 
 def test_a_gateway_host_without_gpus_gets_the_gateway_image(config: dict[str, Any]) -> None:

@@ -192,8 +192,12 @@ def test_computed_and_working_variables_are_not_typos(variables: dict[str, Any])
 
 @pytest.mark.parametrize(("settings", "message"), [
     ({"restart_policy": "sometimes"},
-     "containers: restart_policy must be one of always, unless-stopped, on-failure, no, "
-     "got 'sometimes'"),
+     "containers: restart_policy must be one of unless-stopped, on-failure, no, got 'sometimes'"),
+    ({"restart_policy": "always"},
+     "containers: restart_policy 'always' makes Docker start every container at once when it "
+     "starts (at boot), and two vLLM instances that share a GPU fail so; use unless-stopped (the "
+     "default): Docker still restarts a container that dies, and memoryx-boot starts them in the "
+     "deploy's waves at boot"),
     ({"vllm_healthcheck_interval": "10 seconds"},
      "containers: vllm_healthcheck_interval must be a duration such as 10s, 15m or 1h30m, "
      "got '10 seconds'"),

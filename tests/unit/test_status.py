@@ -82,6 +82,7 @@ def healthy(stack: Stack) -> dict[str, Any]:
             "drained": {"drained": []},
             "gateway_health": {"time": 1, "down": {}},
             "firewall": "active",
+            "boot_unit": "active enabled",
             "monitoring_units": {"prometheus-node-exporter": "active"},
         }
     return observed
@@ -191,6 +192,15 @@ def test_an_inactive_firewall_unit_is_named(stack: Stack) -> None:
     observed["mx-llm-01"]["firewall"] = "inactive"
     assert status_report(stack, observed, NOW)["problems"] == [
         "mx-llm-01: the backend firewall unit is inactive: the instances' ports are open to the whole LAN"]
+
+
+@pytest.mark.parametrize("state", ["inactive enabled", "active disabled", ""])
+def test_a_boot_unit_that_will_not_order_the_next_boot_is_named(stack: Stack, state: str) -> None:
+    observed = healthy(stack)
+    observed["mx-llm-01"]["boot_unit"] = state
+    assert status_report(stack, observed, NOW)["problems"] == [
+        f"mx-llm-01: the boot unit memoryx-boot is {state or 'not found'}: at the next reboot Docker "
+        "starts its containers at once, not in waves (site.yml installs, enables and starts it)"]
 
 
 def test_a_stopped_monitoring_unit_is_named(stack: Stack) -> None:

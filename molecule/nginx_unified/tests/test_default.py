@@ -51,7 +51,7 @@ def test_gateway_container_runs_on_the_host_network(host: Any) -> None:
     state = inspect(host)
     assert state["State"]["Status"] == "running"
     assert state["HostConfig"]["NetworkMode"] == "host"
-    assert state["HostConfig"]["RestartPolicy"]["Name"] == "always"
+    assert state["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
     assert state["Config"]["Image"] == ROLE_VARS["nginx_unified_image"]
 
 

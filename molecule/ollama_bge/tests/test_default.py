@@ -58,7 +58,7 @@ def test_container_running_with_the_env_of_the_data(host: Any, name: str) -> Non
     state = inspect(host, item["container_name"])
     assert state["State"]["Status"] == "running"
     assert state["RestartCount"] == 0
-    assert state["HostConfig"]["RestartPolicy"]["Name"] == "always"
+    assert state["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
     env = dict(line.split("=", 1) for line in state["Config"]["Env"])
     for key, value in item["env"].items():
         assert env[key] == value

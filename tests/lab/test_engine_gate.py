@@ -15,7 +15,6 @@ from labkit import EMBED_HOST, GATEWAY_URL, LLM_HOST, ROOT, containers, on_host,
 from tests.traffic import Traffic
 
 DATA = yaml.safe_load((ROOT / "group_vars/all/memoryx.yml").read_text())
-STAND_INS = yaml.safe_load((ROOT / "inventory/lab/group_vars/lab/engines.yml").read_text())["memoryx_extra_engines"]
 # vLLM 0.20.0's image (CUDA 13, no compute 7.0 kernels): the lab registry holds the simulator
 # built like it under production's name (lab/lab.sh), which the hosts pull from the registry.
 NO_SM70 = "vllm/vllm-openai:v0.20.0"
@@ -33,10 +32,10 @@ def claims_sm70() -> dict[str, Any]:
     """Engine data that wrongly says the no-sm70 build runs on 7.0 (and on the lab's driver):
     the preflight and the driver check let it through, so only the smoke run, which asks the
     image itself, can catch it."""
-    engines = json.loads(json.dumps(STAND_INS))
+    engines = json.loads(json.dumps(DATA["memoryx_engines"]))
     engines[NO_SM70]["compute_capabilities"] = ["7.0", *engines[NO_SM70]["compute_capabilities"]]
     engines[NO_SM70].update(min_driver="525.60.13", min_cuda="12.0")
-    return {**no_sm70_images(), "memoryx_extra_engines": engines}
+    return {**no_sm70_images(), "memoryx_engines": engines}
 
 
 def test_a_build_without_sm70_is_refused_before_any_container(deployed: None, tmp_path: Path) -> None:

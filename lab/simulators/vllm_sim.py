@@ -903,13 +903,16 @@ class Handler(BaseHTTPRequestHandler):
     def serve_generation(self, gen: Generation) -> None:
         rid = ("chatcmpl-" if gen.kind == "chat" else "cmpl-") + uuid.uuid4().hex
         tokens, reason = generate_tokens(gen.prompt_text, gen.max_tokens)
+        # vLLM's output processor counts a finished request (vllm:request_success_total) before
+        # the API server writes its last bytes: a client that reads /metrics after its answer
+        # finds the request counted. So the count comes before the response (or before [DONE]).
         with self.engine.kv_cache(gen.prompt_tokens + len(tokens)):
             if gen.stream:
                 self.stream(gen, rid, tokens, reason)
             else:
                 self.engine.pause(self.engine.ttft + self.engine.step() * (len(tokens) - 1))
+                self.engine.finished(reason, gen.prompt_tokens, len(tokens))
                 self.send_json(200, full_response(gen, rid, tokens, reason))
-        self.engine.finished(reason, gen.prompt_tokens, len(tokens))
 
     def stream(self, gen: Generation, rid: str, tokens: list[str], reason: str) -> None:
         chunked = self.request_version == "HTTP/1.1"
@@ -944,6 +947,7 @@ class Handler(BaseHTTPRequestHandler):
             final["choices"] = []
             final["usage"] = usage(gen.prompt_tokens, len(tokens))
             event(final)
+        self.engine.finished(reason, gen.prompt_tokens, len(tokens))
         emit("data: [DONE]\n\n")
         if chunked:
             self.wfile.write(b"0\r\n\r\n")

@@ -5,9 +5,9 @@
     embedding/gateway host; times the controller-side work on them: the preflight (the stack
     built and validated once), the plan, and every host's role inputs (playbooks/plan.yml's
     per-host play, `debug` only: no host is contacted). The cost should grow linearly.
-(b) lab: a fresh deploy of site.yml on new lab hosts, then a no-change re-run; both times
-    and their ratio. Needs the Docker engine and the lab images (`lab/lab.sh images`); it
-    replaces any running lab.
+(b) lab: a fresh deploy of site.yml on new lab hosts, then a no-change re-run and a no-change
+    --check; their times, their ratios to the deploy, and the slowest roles of a no-change run.
+    Needs the Docker engine and the lab images (`lab/lab.sh images`); it replaces any running lab.
 
 Run: .venv/bin/python bench/ansible_bench.py [--layouts 1,10,40] [--lab] [--no-figures]
 """
@@ -100,23 +100,43 @@ def bench_layouts(sizes: list[int]) -> str:
 
 
 def bench_lab() -> str:
-    def sh(*argv: str) -> None:
-        run = subprocess.run(list(argv), cwd=ROOT, timeout=1200, env=ansible_env(), text=True,
+    def sh(*argv: str, **env: str) -> str:
+        run = subprocess.run(list(argv), cwd=ROOT, timeout=1200, env={**ansible_env(), **env}, text=True,
                              capture_output=True, check=False)
         if run.returncode != 0:
             raise RuntimeError(f"{' '.join(argv)} failed:\n{run.stdout[-3000:]}{run.stderr[-2000:]}")
+        return run.stdout
 
+    playbook = str(Path(sys.executable).parent / "ansible-playbook")
     sh("lab/lab.sh", "down")
     sh("lab/lab.sh", "up")
     sh("lab/vault.sh")
-    times = []
-    for _ in range(2):
-        start = time.monotonic()
-        sh(str(Path(sys.executable).parent / "ansible-playbook"), "site.yml")
-        times.append(time.monotonic() - start)
-    deploy, rerun = times
+    start = time.monotonic()
+    sh(playbook, "site.yml")
+    deploy = time.monotonic() - start
+    start = time.monotonic()
+    sh(playbook, "site.yml")
+    rerun = time.monotonic() - start
+    start = time.monotonic()
+    sh(playbook, "site.yml", "--check")
+    check = time.monotonic() - start
+    # A third no-change run, profiled (the callbacks' own cost kept out of the figures above).
+    profile = sh(playbook, "site.yml", ANSIBLE_CALLBACKS_ENABLED="ansible.posix.profile_roles",
+                 PROFILE_ROLES_SORT_ORDER="descending")
     return (f"fresh deploy of site.yml: {deploy:.0f} s\n"
-            f"no-change re-run:         {rerun:.0f} s  ({rerun / deploy:.2f} x the deploy)")
+            f"no-change re-run:         {rerun:.0f} s  ({rerun / deploy:.2f} x the deploy)\n"
+            f"no-change --check:        {check:.0f} s  ({check / deploy:.2f} x the deploy)\n"
+            f"slowest roles of a no-change run (ansible.posix.profile_roles):\n"
+            + "\n".join(slowest_roles(profile, 8)))
+
+
+def slowest_roles(output: str, count: int) -> list[str]:
+    """The first `count` lines of profile_roles' table (already sorted, slowest first)."""
+    lines = output.splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith("=" * 20)]
+    table = lines[starts[-1] + 1:] if starts else []
+    rows = [line.strip() for line in table if " -" in line and line.strip()[-1:] == "s"]
+    return ["  " + row for row in rows[:count]]
 
 
 def main() -> int:
@@ -133,7 +153,7 @@ def main() -> int:
         if not args.no_figures:
             write_section("Controller work on generated layouts", command, text)
     if args.lab:
-        print("(b) the lab: fresh deploy, then a no-change re-run")
+        print("(b) the lab: fresh deploy, then a no-change re-run and --check")
         text = bench_lab()
         print(text)
         if not args.no_figures:

@@ -94,7 +94,7 @@ image_id() { docker image inspect -f '{{.Id}}' "$1" 2>/dev/null || true; }
 context_hash() {
   local context=$1 dockerfile=$2; shift 2
   {
-    (cd "$context" && find . -type f ! -path './build/*' ! -path '*/.*' -print0 | LC_ALL=C sort -z |
+    (cd "$context" && find . -type f ! -path './build/*' ! -path '*/.*' ! -path '*/__pycache__/*' -print0 | LC_ALL=C sort -z |
       xargs -0 -r sha256sum)
     sha256sum <"$dockerfile"
     printf '%s\n' "$@"

@@ -24,6 +24,9 @@ What it reproduces, because the deployment depends on it:
   its prompt and answer in ``--block-size`` token blocks, over the KV budget:
   ``--num-gpu-blocks-override``, else room for ``--max-num-seqs`` sequences of max_model_len),
   ``--max-num-seqs`` with a FIFO waiting queue, ``--api-key``.
+* Constrained answers (``response_format`` json_object and json_schema, ``structured_outputs``,
+  ``tools``/``tool_choice``): JSON or tool calls a client can parse, and vLLM's 400s; see
+  ``vllm_structured.py``. MemoryX's memory pipeline runs in JSON mode.
 * SIGTERM: with ``--shutdown-timeout N`` new requests get 503 and in-flight ones get up to N s
   to finish; without it in-flight requests are aborted at once (connections closed).
 
@@ -64,6 +67,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+import vllm_structured as structured
 
 BANNER = "vLLM SIMULATOR (memoryx-deploy lab)"
 NO_GPU = "RuntimeError: No CUDA GPUs are available"
@@ -237,6 +242,7 @@ class Model:
     path: str
     served_names: list[str]
     max_model_len: int
+    auto_tools: bool = False  # --enable-auto-tool-choice with a --tool-call-parser
 
 
 def resolve_model(args: argparse.Namespace) -> Model:
@@ -259,7 +265,8 @@ def resolve_model(args: argparse.Namespace) -> Model:
         derived = int(data.get("max_position_embeddings", derived))
     max_len = args.max_model_len if args.max_model_len else derived
     names = list(args.served_model_name) if args.served_model_name else [path]
-    return Model(path=path, served_names=names, max_model_len=max_len)
+    auto_tools = bool(getattr(args, "enable_auto_tool_choice", False) and getattr(args, "tool_call_parser", None))
+    return Model(path=path, served_names=names, max_model_len=max_len, auto_tools=auto_tools)
 
 
 @dataclass(frozen=True)
@@ -589,6 +596,7 @@ class Generation:
     max_tokens: int
     stream: bool
     include_usage: bool
+    constraint: structured.Constraint = structured.TEXT
 
 
 class RequestError(Exception):
@@ -657,8 +665,8 @@ def parse_generation(kind: str, body: Any, model: Model) -> Generation:
         prompt_tokens = count_tokens(text) + 1
     room = model.max_model_len - prompt_tokens
     raw = body.get("max_completion_tokens") or body.get("max_tokens")
-    if raw is None:
-        max_tokens = min(16, room)
+    if raw is None:  # vLLM's defaults: a chat answer may fill the context, a completion has 16
+        max_tokens = room if kind == "chat" else min(16, room)
     elif isinstance(raw, int) and not isinstance(raw, bool) and raw >= 1:
         max_tokens = raw
     else:
@@ -672,8 +680,12 @@ def parse_generation(kind: str, body: Any, model: Model) -> Generation:
         )
     options = body.get("stream_options")
     include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
+    try:
+        constraint = structured.constraint(kind, body, model.auto_tools)
+    except structured.StructuredError as err:
+        raise bad_request(str(err), err.param) from None
     return Generation(
-        kind, name, text, prompt_tokens, max_tokens, bool(body.get("stream")), include_usage
+        kind, name, text, prompt_tokens, max_tokens, bool(body.get("stream")), include_usage, constraint
     )
 
 
@@ -689,6 +701,26 @@ def generate_tokens(prompt: str, max_tokens: int) -> tuple[list[str], str]:
     return tokens, ("stop" if natural <= max_tokens else "length")
 
 
+def pieces_of(text: str) -> list[str]:
+    """A text as the simulator's tokens: its words, each after its space."""
+    return [(" " if i else "") + word for i, word in enumerate(text.split(" "))]
+
+
+def constrained(gen: Generation, tokens: list[str], reason: str) -> tuple[list[str], str, list[dict[str, Any]]]:
+    """The answer under the request's constraint: (tokens, finish reason, tool calls). A JSON
+    answer longer than max_tokens is cut, finish_reason "length", as vLLM cuts it."""
+    kind, seed = gen.constraint.kind, gen.prompt_text.encode("utf-8")
+    if kind == "text":
+        return tokens, reason, []
+    if kind == "tools":
+        calls = structured.tool_calls(gen.constraint, seed)
+        return pieces_of(calls[0]["function"]["arguments"]), "stop" if gen.constraint.named else "tool_calls", calls
+    pieces = pieces_of(structured.answer_text(gen.constraint, seed, "".join(tokens)))
+    if len(pieces) > gen.max_tokens:
+        return pieces[: gen.max_tokens], "length", []
+    return pieces, "stop", []
+
+
 def usage(prompt: int, completion: int) -> dict[str, int]:
     return {
         "prompt_tokens": prompt,
@@ -702,12 +734,14 @@ def envelope(gen: Generation, rid: str, obj: str, choice: dict[str, Any]) -> dic
     return {"id": rid, "object": obj, "created": int(time.time()), "model": gen.model_name, "choices": [choice]}
 
 
-def full_response(gen: Generation, rid: str, tokens: list[str], reason: str) -> dict[str, Any]:
+def full_response(
+    gen: Generation, rid: str, tokens: list[str], reason: str, calls: list[dict[str, Any]]
+) -> dict[str, Any]:
     text = "".join(tokens)
     if gen.kind == "chat":
         choice: dict[str, Any] = {
             "index": 0,
-            "message": {"role": "assistant", "content": text, "tool_calls": []},
+            "message": {"role": "assistant", "content": None if calls else text, "tool_calls": calls},
         }
         obj = "chat.completion"
     else:
@@ -902,19 +936,21 @@ class Handler(BaseHTTPRequestHandler):
 
     def serve_generation(self, gen: Generation) -> None:
         rid = ("chatcmpl-" if gen.kind == "chat" else "cmpl-") + uuid.uuid4().hex
-        tokens, reason = generate_tokens(gen.prompt_text, gen.max_tokens)
+        tokens, reason, calls = constrained(gen, *generate_tokens(gen.prompt_text, gen.max_tokens))
         # vLLM's output processor counts a finished request (vllm:request_success_total) before
         # the API server writes its last bytes: a client that reads /metrics after its answer
         # finds the request counted. So the count comes before the response (or before [DONE]).
         with self.engine.kv_cache(gen.prompt_tokens + len(tokens)):
             if gen.stream:
-                self.stream(gen, rid, tokens, reason)
+                self.stream(gen, rid, tokens, reason, calls)
             else:
                 self.engine.pause(self.engine.ttft + self.engine.step() * (len(tokens) - 1))
                 self.engine.finished(reason, gen.prompt_tokens, len(tokens))
-                self.send_json(200, full_response(gen, rid, tokens, reason))
+                self.send_json(200, full_response(gen, rid, tokens, reason, calls))
 
-    def stream(self, gen: Generation, rid: str, tokens: list[str], reason: str) -> None:
+    def stream(
+        self, gen: Generation, rid: str, tokens: list[str], reason: str, calls: list[dict[str, Any]]
+    ) -> None:
         chunked = self.request_version == "HTTP/1.1"
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream; charset=utf-8")
@@ -940,7 +976,11 @@ class Handler(BaseHTTPRequestHandler):
             if i:
                 self.engine.pause(self.engine.step())
             last = i == len(tokens) - 1
-            piece = {"delta": {"content": token}} if gen.kind == "chat" else {"text": token}
+            piece: dict[str, Any] = {"delta": {"content": token}} if gen.kind == "chat" else {"text": token}
+            if calls:  # the call's id, type and name first, then its arguments piece by piece
+                head = {k: calls[0][k] for k in ("id", "type")} if i == 0 else {}
+                name = {"name": calls[0]["function"]["name"]} if i == 0 else {}
+                piece = {"delta": {"tool_calls": [{"index": 0, **head, "function": {**name, "arguments": token}}]}}
             event(chunk(gen, rid, piece, reason if last else None))
         if gen.include_usage:
             final = chunk(gen, rid, {}, None)

@@ -3,7 +3,8 @@
 The scenarios share nothing (each has its own instance, network and repository container), so
 they run side by side: MEMORYX_MOLECULE_JOBS at a time (default 3), the slowest started first.
 On a 2-CPU machine three at once take about half the time of one after another
-(docs/figures.md, "Test tiers"). Each test waits for its own scenario and reports its output.
+(docs/figures.md, "Test tiers"); four at once took longer than three. Each test waits for its
+own scenario and reports its output.
 """
 
 from __future__ import annotations

@@ -69,16 +69,21 @@ def layout(hosts: int) -> tuple[dict[str, Any], dict[str, Any]]:
     return inventory, extra
 
 
+def run_checked(argv: list[str], label: str, timeout: int, **env: str) -> str:
+    """Run a command from the repository root in the project's Ansible environment; its stdout,
+    or RuntimeError with the tail of its output."""
+    run = subprocess.run(argv, cwd=ROOT, env={**ansible_env(), **env}, text=True, capture_output=True,
+                         timeout=timeout, check=False)
+    if run.returncode != 0:
+        raise RuntimeError(f"{label} failed:\n{run.stdout[-3000:]}{run.stderr[-2000:]}")
+    return run.stdout
+
+
 def timed_playbook(folder: Path, playbook: str, *args: str) -> float:
     start = time.monotonic()
-    run = subprocess.run(
-        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(folder / "hosts.yml"),
-         "-e", f"@{folder / 'layout.yml'}", *args, str(ROOT / playbook)],
-        cwd=ROOT, env=ansible_env(), text=True, capture_output=True, timeout=1800, check=False)
-    seconds = time.monotonic() - start
-    if run.returncode != 0:
-        raise RuntimeError(f"{playbook} failed:\n{run.stdout[-3000:]}{run.stderr[-2000:]}")
-    return seconds
+    run_checked([str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(folder / "hosts.yml"),
+                 "-e", f"@{folder / 'layout.yml'}", *args, str(ROOT / playbook)], playbook, 1800)
+    return time.monotonic() - start
 
 
 def bench_layouts(sizes: list[int]) -> str:
@@ -101,25 +106,21 @@ def bench_layouts(sizes: list[int]) -> str:
 
 def bench_lab() -> str:
     def sh(*argv: str, **env: str) -> str:
-        run = subprocess.run(list(argv), cwd=ROOT, timeout=1200, env={**ansible_env(), **env}, text=True,
-                             capture_output=True, check=False)
-        if run.returncode != 0:
-            raise RuntimeError(f"{' '.join(argv)} failed:\n{run.stdout[-3000:]}{run.stderr[-2000:]}")
-        return run.stdout
+        return run_checked(list(argv), " ".join(argv), 1200, **env)
 
     playbook = str(Path(sys.executable).parent / "ansible-playbook")
+
+    def timed_site(*args: str) -> float:
+        start = time.monotonic()
+        sh(playbook, "site.yml", *args)
+        return time.monotonic() - start
+
     sh("lab/lab.sh", "down")
     sh("lab/lab.sh", "up")
     sh("lab/vault.sh")
-    start = time.monotonic()
-    sh(playbook, "site.yml")
-    deploy = time.monotonic() - start
-    start = time.monotonic()
-    sh(playbook, "site.yml")
-    rerun = time.monotonic() - start
-    start = time.monotonic()
-    sh(playbook, "site.yml", "--check")
-    check = time.monotonic() - start
+    deploy = timed_site()
+    rerun = timed_site()
+    check = timed_site("--check")
     # A third no-change run, profiled (the callbacks' own cost kept out of the figures above).
     profile = sh(playbook, "site.yml", ANSIBLE_CALLBACKS_ENABLED="ansible.posix.profile_roles",
                  PROFILE_ROLES_SORT_ORDER="descending")

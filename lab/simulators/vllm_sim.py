@@ -74,40 +74,7 @@ BANNER = "vLLM SIMULATOR (memoryx-deploy lab)"
 NO_GPU = "RuntimeError: No CUDA GPUs are available"
 MAX_BODY = 64 * 1024 * 1024
 LEDGER_PAD = 512
-VOCAB = (
-    "memory",
-    "vector",
-    "lab",
-    "signal",
-    "river",
-    "stone",
-    "cloud",
-    "token",
-    "answer",
-    "garden",
-    "light",
-    "cluster",
-    "engine",
-    "paper",
-    "window",
-    "bridge",
-    "model",
-    "night",
-    "summer",
-    "number",
-    "quiet",
-    "simple",
-    "bright",
-    "north",
-    "green",
-    "orbit",
-    "seed",
-    "market",
-    "letter",
-    "silver",
-    "forest",
-    "harbor",
-)
+VOCAB = structured.WORDS
 
 
 class SimError(Exception):
@@ -713,8 +680,8 @@ def constrained(gen: Generation, tokens: list[str], reason: str) -> tuple[list[s
     if kind == "text":
         return tokens, reason, []
     if kind == "tools":
-        calls = structured.tool_calls(gen.constraint, seed)
-        return pieces_of(calls[0]["function"]["arguments"]), "stop" if gen.constraint.named else "tool_calls", calls
+        call = structured.tool_call(gen.constraint, seed)
+        return pieces_of(call["function"]["arguments"]), "stop" if gen.constraint.named else "tool_calls", [call]
     pieces = pieces_of(structured.answer_text(gen.constraint, seed, "".join(tokens)))
     if len(pieces) > gen.max_tokens:
         return pieces[: gen.max_tokens], "length", []

@@ -34,7 +34,13 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-WORDS = ("memory", "vector", "lab", "signal", "river", "stone", "cloud", "token")
+# The simulator's words (its generated text, and the strings of schema instances).
+WORDS = (
+    "memory", "vector", "lab", "signal", "river", "stone", "cloud", "token", "answer", "garden",
+    "light", "cluster", "engine", "paper", "window", "bridge", "model", "night", "summer", "number",
+    "quiet", "simple", "bright", "north", "green", "orbit", "seed", "market", "letter", "silver",
+    "forest", "harbor",
+)
 FORMATS = {
     "date-time": "2026-01-01T00:00:00Z",
     "date": "2026-01-01",
@@ -59,12 +65,12 @@ class StructuredError(ValueError):
 
 @dataclass(frozen=True)
 class Constraint:
-    """What the answer must be: text, a JSON value of `schema`, one of `choice`, or tool calls."""
+    """What the answer must be: text, a JSON value of `schema`, one of `choice`, or a call of `tool`."""
 
     kind: str  # "text" | "json" | "choice" | "tools"
     schema: Any = None  # json: the schema (None: any JSON object)
     choice: tuple[str, ...] = ()
-    tools: tuple[dict[str, Any], ...] = ()  # tools: the functions to call
+    tool: Any = None  # tools: the function to call (one call per answer)
     named: bool = False  # tools: a named function (finish_reason "stop", as vLLM answers it)
 
 
@@ -224,18 +230,18 @@ def _from_tools(body: dict[str, Any], auto_tools: bool) -> Constraint | None:
     if choice == "none":
         return None
     if choice == "required":
-        return Constraint("tools", tools=functions[:1])
+        return Constraint("tools", tool=functions[0])
     if choice == "auto":
         if not auto_tools:
             raise StructuredError(AUTO_NEEDS, "tool_choice")
         messages = body.get("messages") or []
         answered = bool(messages) and isinstance(messages[-1], dict) and messages[-1].get("role") == "tool"
-        return None if answered else Constraint("tools", tools=functions[:1])
+        return None if answered else Constraint("tools", tool=functions[0])
     name = choice.get("function", {}).get("name") if isinstance(choice, dict) else None
     named = [f for f in functions if f["name"] == name]
     if not named:
         raise StructuredError(f"Tool '{name}' has not been passed in `tools`.", "tool_choice")
-    return Constraint("tools", tools=tuple(named), named=True)
+    return Constraint("tools", tool=named[0], named=True)
 
 
 def constraint(kind: str, body: dict[str, Any], auto_tools: bool) -> Constraint:
@@ -255,8 +261,9 @@ def answer_text(constraint: Constraint, seed: bytes, words: str) -> str:
     return json.dumps(instance(constraint.schema, seed))
 
 
-def tool_calls(constraint: Constraint, seed: bytes) -> list[dict[str, Any]]:
-    """The tool calls of a tools answer, in OpenAI's shape (arguments as JSON text)."""
-    return [{"id": f"chatcmpl-tool-{uuid.uuid4().hex}", "type": "function",
-             "function": {"name": f["name"], "arguments": json.dumps(instance(f.get("parameters", {}), seed))}}
-            for f in constraint.tools]
+def tool_call(constraint: Constraint, seed: bytes) -> dict[str, Any]:
+    """The tool call of a tools answer, in OpenAI's shape (arguments as JSON text)."""
+    function = constraint.tool
+    return {"id": f"chatcmpl-tool-{uuid.uuid4().hex}", "type": "function",
+            "function": {"name": function["name"],
+                         "arguments": json.dumps(instance(function.get("parameters", {}), seed))}}

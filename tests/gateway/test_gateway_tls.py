@@ -2,7 +2,7 @@
 under tmp): the real openai and ollama clients verifying that CA work on every route; a client
 that does not trust the CA fails; TLS 1.2 and 1.3 only; HTTP/2 by ALPN; the plain-HTTP port
 the data enabled serves too; a renewed certificate reaches new connections with no reload and
-no request lost; a certificate whose key does not match is refused before it is promoted."""
+no request lost, and a handshake never mixes two renewals; a certificate whose key does not match is refused before it is promoted."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import threading
 from pathlib import Path
 
 import harness as h
@@ -193,6 +194,51 @@ def test_a_renewed_certificate_reaches_new_connections_with_no_reload(
     kept.close()
     assert (gateway.front.proc.pid, gateway.front.workers()) == processes  # nothing reloaded
     assert traffic.tally.failed == 0, traffic.tally.errors[:5]
+
+
+def test_a_handshake_never_pairs_a_certificate_with_another_renewals_key(stack: Stack) -> None:
+    """gateway.pem renamed over and over, between two renewals with different keys, while new
+    connections handshake: each gets one whole pair. Naming the file in ssl_certificate and
+    in ssl_certificate_key read it twice, and a rename between the reads failed a third of
+    these handshakes (TLS alert "internal error")."""
+    runtime = stack.variants["tls"].runtime
+    live = runtime / "gateway.pem"
+    original = live.read_bytes()
+    pairs = [_renewal(stack), _renewal(stack)]
+    context = ssl.create_default_context(cafile=str(_ca(stack)))
+    stop = threading.Event()
+    renames = 0
+
+    def swap() -> None:
+        nonlocal renames
+        while not stop.is_set():
+            staged = runtime / "gateway.pem.new"
+            staged.write_bytes(pairs[renames % 2][1])
+            staged.rename(live)
+            renames += 1
+
+    served: list[int] = []
+    failures: list[str] = []
+    swapper = threading.Thread(target=swap)
+    swapper.start()
+    try:
+        while len(served) + len(failures) < 400:
+            try:
+                with socket.create_connection((h.LOOPBACK, stack.port("tls")), timeout=10) as raw, \
+                        context.wrap_socket(raw, server_hostname="localhost") as tls:
+                    der = tls.getpeercert(binary_form=True)
+                assert der is not None
+                served.append(x509.load_der_x509_certificate(der).serial_number)
+            except (ssl.SSLError, OSError) as error:
+                failures.append(repr(error))
+    finally:
+        stop.set()
+        swapper.join()
+        staged = runtime / "gateway.pem.new"
+        staged.write_bytes(original)
+        staged.rename(live)
+    assert failures == [], (len(failures), failures[:3])
+    assert set(served) == {pair[0].serial_number for pair in pairs}, renames  # both were served
 
 
 def test_the_check_before_promotion_refuses_a_key_that_does_not_match(

@@ -27,6 +27,9 @@ What it reproduces, because the deployment depends on it:
 * Constrained answers (``response_format`` json_object and json_schema, ``structured_outputs``,
   ``tools``/``tool_choice``): JSON or tool calls a client can parse, and vLLM's 400s; see
   ``vllm_structured.py``. MemoryX's memory pipeline runs in JSON mode.
+* ``n`` choices, ``stop`` strings (``stop_reason``) and ``logprobs``/``top_logprobs`` in OpenAI's
+  shapes, with vLLM's 400s (``--max-logprobs`` 20); ``stream_options.include_usage``'s usage
+  chunk. See ``vllm_sampling.py``: clients send them and the gateway passes them on.
 * SIGTERM: with ``--shutdown-timeout N`` new requests get 503 and in-flight ones get up to N s
   to finish; without it in-flight requests are aborted at once (connections closed).
 
@@ -68,6 +71,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import vllm_sampling
 import vllm_structured as structured
 
 BANNER = "vLLM SIMULATOR (memoryx-deploy lab)"
@@ -564,6 +568,18 @@ class Generation:
     stream: bool
     include_usage: bool
     constraint: structured.Constraint = structured.TEXT
+    sampling: vllm_sampling.Sampling = vllm_sampling.PLAIN
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One of the n answers: its tokens, finish reason, stop string and tool calls."""
+
+    index: int
+    tokens: list[str]
+    reason: str
+    stop: str | None
+    calls: list[dict[str, Any]]
 
 
 class RequestError(Exception):
@@ -649,10 +665,11 @@ def parse_generation(kind: str, body: Any, model: Model) -> Generation:
     include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
     try:
         constraint = structured.constraint(kind, body, model.auto_tools)
-    except structured.StructuredError as err:
+        chosen = vllm_sampling.sampling(kind, body)
+    except (structured.StructuredError, vllm_sampling.SamplingError) as err:
         raise bad_request(str(err), err.param) from None
     return Generation(
-        kind, name, text, prompt_tokens, max_tokens, bool(body.get("stream")), include_usage, constraint
+        kind, name, text, prompt_tokens, max_tokens, bool(body.get("stream")), include_usage, constraint, chosen
     )
 
 
@@ -688,6 +705,30 @@ def constrained(gen: Generation, tokens: list[str], reason: str) -> tuple[list[s
     return pieces, "stop", []
 
 
+def choices_of(gen: Generation) -> list[Choice]:
+    """The n answers: the first as the prompt gives it, the others from the prompt and their
+    index; each ends before a stop string it would contain (tool calls excepted)."""
+    choices = []
+    for index in range(gen.sampling.n):
+        seed = gen.prompt_text if index == 0 else f"{gen.prompt_text}\x00choice {index}"
+        tokens, reason, calls = constrained(gen, *generate_tokens(seed, gen.max_tokens))
+        stop = None
+        if gen.sampling.stop and not calls:
+            tokens, stop = vllm_sampling.cut_at_stop(tokens, gen.sampling.stop)
+            reason = "stop" if stop else reason
+        choices.append(Choice(index, tokens, reason, stop, calls))
+    return choices
+
+
+def logprobs_of(gen: Generation, pieces: list[str], offset: int = 0) -> dict[str, Any] | None:
+    top = gen.sampling.logprobs
+    if top is None:
+        return None
+    if gen.kind == "chat":
+        return vllm_sampling.chat_logprobs(pieces, top)
+    return vllm_sampling.completion_logprobs(pieces, top, offset)
+
+
 def usage(prompt: int, completion: int) -> dict[str, int]:
     return {
         "prompt_tokens": prompt,
@@ -696,31 +737,35 @@ def usage(prompt: int, completion: int) -> dict[str, int]:
     }
 
 
-def envelope(gen: Generation, rid: str, obj: str, choice: dict[str, Any]) -> dict[str, Any]:
-    """The OpenAI response object around one choice (answers and stream chunks alike)."""
-    return {"id": rid, "object": obj, "created": int(time.time()), "model": gen.model_name, "choices": [choice]}
+def envelope(gen: Generation, rid: str, obj: str, choices: list[dict[str, Any]]) -> dict[str, Any]:
+    """The OpenAI response object around its choices (answers and stream chunks alike)."""
+    return {"id": rid, "object": obj, "created": int(time.time()), "model": gen.model_name, "choices": choices}
 
 
-def full_response(
-    gen: Generation, rid: str, tokens: list[str], reason: str, calls: list[dict[str, Any]]
-) -> dict[str, Any]:
-    text = "".join(tokens)
-    if gen.kind == "chat":
-        choice: dict[str, Any] = {
-            "index": 0,
-            "message": {"role": "assistant", "content": None if calls else text, "tool_calls": calls},
-        }
-        obj = "chat.completion"
-    else:
-        choice = {"index": 0, "text": text}
-        obj = "text_completion"
-    choice.update({"logprobs": None, "finish_reason": reason, "stop_reason": None})
-    return {**envelope(gen, rid, obj, choice), "usage": usage(gen.prompt_tokens, len(tokens))}
+def full_response(gen: Generation, rid: str, choices: list[Choice]) -> dict[str, Any]:
+    bodies = []
+    for c in choices:
+        text = "".join(c.tokens)
+        if gen.kind == "chat":
+            body: dict[str, Any] = {
+                "index": c.index,
+                "message": {"role": "assistant", "content": None if c.calls else text, "tool_calls": c.calls},
+            }
+        else:
+            body = {"index": c.index, "text": text}
+        body.update({"logprobs": logprobs_of(gen, c.tokens), "finish_reason": c.reason, "stop_reason": c.stop})
+        bodies.append(body)
+    obj = "chat.completion" if gen.kind == "chat" else "text_completion"
+    completion = sum(len(c.tokens) for c in choices)
+    return {**envelope(gen, rid, obj, bodies), "usage": usage(gen.prompt_tokens, completion)}
 
 
-def chunk(gen: Generation, rid: str, piece: dict[str, Any], reason: str | None) -> dict[str, Any]:
-    choice = {"index": 0, **piece, "logprobs": None, "finish_reason": reason}
-    return envelope(gen, rid, "chat.completion.chunk" if gen.kind == "chat" else "text_completion", choice)
+def chunk(gen: Generation, rid: str, index: int, piece: dict[str, Any], reason: str | None,
+          logprobs: dict[str, Any] | None = None, stop: str | None = None) -> dict[str, Any]:
+    choice = {"index": index, **piece, "logprobs": logprobs, "finish_reason": reason}
+    if reason is not None:  # the last chunk of a choice says which stop string ended it
+        choice["stop_reason"] = stop
+    return envelope(gen, rid, "chat.completion.chunk" if gen.kind == "chat" else "text_completion", [choice])
 
 
 # --------------------------------------------------------------------------- metrics
@@ -903,21 +948,23 @@ class Handler(BaseHTTPRequestHandler):
 
     def serve_generation(self, gen: Generation) -> None:
         rid = ("chatcmpl-" if gen.kind == "chat" else "cmpl-") + uuid.uuid4().hex
-        tokens, reason, calls = constrained(gen, *generate_tokens(gen.prompt_text, gen.max_tokens))
+        choices = choices_of(gen)
+        longest = max(len(c.tokens) for c in choices)
+        generated = sum(len(c.tokens) for c in choices)
+        reason = choices[0].reason
         # vLLM's output processor counts a finished request (vllm:request_success_total) before
         # the API server writes its last bytes: a client that reads /metrics after its answer
         # finds the request counted. So the count comes before the response (or before [DONE]).
-        with self.engine.kv_cache(gen.prompt_tokens + len(tokens)):
+        with self.engine.kv_cache(gen.prompt_tokens + generated):
             if gen.stream:
-                self.stream(gen, rid, tokens, reason, calls)
+                self.stream(gen, rid, choices)
             else:
-                self.engine.pause(self.engine.ttft + self.engine.step() * (len(tokens) - 1))
-                self.engine.finished(reason, gen.prompt_tokens, len(tokens))
-                self.send_json(200, full_response(gen, rid, tokens, reason, calls))
+                self.engine.pause(self.engine.ttft + self.engine.step() * max(longest - 1, 0))
+                self.engine.finished(reason, gen.prompt_tokens, generated)
+                self.send_json(200, full_response(gen, rid, choices))
 
-    def stream(
-        self, gen: Generation, rid: str, tokens: list[str], reason: str, calls: list[dict[str, Any]]
-    ) -> None:
+    def stream(self, gen: Generation, rid: str, choices: list[Choice]) -> None:
+        """One chunk per token of each choice, the choices' tokens of one step together."""
         chunked = self.request_version == "HTTP/1.1"
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream; charset=utf-8")
@@ -938,27 +985,45 @@ class Handler(BaseHTTPRequestHandler):
 
         self.engine.pause(self.engine.ttft)
         if gen.kind == "chat":
-            event(chunk(gen, rid, {"delta": {"role": "assistant", "content": ""}}, None))
-        for i, token in enumerate(tokens):
+            for c in choices:
+                event(chunk(gen, rid, c.index, {"delta": {"role": "assistant", "content": ""}}, None))
+        for c in choices:  # an answer a stop string cut to nothing finishes at once
+            if not c.tokens:
+                event(chunk(gen, rid, c.index, self.piece(gen, c, None), c.reason, None, c.stop))
+        offsets = [0] * len(choices)
+        for i in range(max(len(c.tokens) for c in choices)):
             if i:
                 self.engine.pause(self.engine.step())
-            last = i == len(tokens) - 1
-            piece: dict[str, Any] = {"delta": {"content": token}} if gen.kind == "chat" else {"text": token}
-            if calls:  # the call's id, type and name first, then its arguments piece by piece
-                head = {k: calls[0][k] for k in ("id", "type")} if i == 0 else {}
-                name = {"name": calls[0]["function"]["name"]} if i == 0 else {}
-                piece = {"delta": {"tool_calls": [{"index": 0, **head, "function": {**name, "arguments": token}}]}}
-            event(chunk(gen, rid, piece, reason if last else None))
+            for c in choices:
+                if i >= len(c.tokens):
+                    continue
+                token, last = c.tokens[i], i == len(c.tokens) - 1
+                event(chunk(gen, rid, c.index, self.piece(gen, c, i), c.reason if last else None,
+                            logprobs_of(gen, [token], offsets[c.index]), c.stop))
+                offsets[c.index] += len(token)
+        generated = sum(len(c.tokens) for c in choices)
         if gen.include_usage:
-            final = chunk(gen, rid, {}, None)
-            final["choices"] = []
-            final["usage"] = usage(gen.prompt_tokens, len(tokens))
+            final = envelope(gen, rid, "chat.completion.chunk" if gen.kind == "chat" else "text_completion", [])
+            final["usage"] = usage(gen.prompt_tokens, generated)
             event(final)
-        self.engine.finished(reason, gen.prompt_tokens, len(tokens))
+        self.engine.finished(choices[0].reason, gen.prompt_tokens, generated)
         emit("data: [DONE]\n\n")
         if chunked:
             self.wfile.write(b"0\r\n\r\n")
             self.wfile.flush()
+
+
+    @staticmethod
+    def piece(gen: Generation, c: Choice, i: int | None) -> dict[str, Any]:
+        """The delta of token i of choice c (None: an empty one); a tool call's id, type and
+        name come with its first piece, then its arguments piece by piece."""
+        token = "" if i is None else c.tokens[i]
+        if c.calls:
+            call = c.calls[0]
+            head = {"id": call["id"], "type": call["type"]} if i == 0 else {}
+            name = {"name": call["function"]["name"]} if i == 0 else {}
+            return {"delta": {"tool_calls": [{"index": 0, **head, "function": {**name, "arguments": token}}]}}
+        return {"delta": {"content": token}} if gen.kind == "chat" else {"text": token}
 
 
 class Server(ThreadingHTTPServer):

@@ -7,6 +7,9 @@
     and the router's hop alone (its loopback port) against the client side's, and within it
     what routing on the body's model costs over a route by path (/llama/); and the floor: one
     and two bare nginx keep-alive proxies in series (the gateway is two nginx: see README);
+    and with API keys (README, "Key policies"): a key without a policy and a key with one
+    (models, concurrency, rate), through the router and the whole gateway: the policy check's
+    cost separately;
 (b) scaling: simulators holding a fixed TTFT and --max-num-seqs, 1, 2 and 4 Llama members
     behind the gateway at a fixed client concurrency, throughput as a share of linear scaling;
 (c) reloads under traffic: clients without retries (openai, keep-alive) send one-token chats
@@ -61,6 +64,15 @@ FIXED = "/llama/v1/chat/completions"  # the same pool by its path: no body read 
 MODELS = {"llama3.1-8b": "llama"}
 BODY = json.dumps(h.chat("llama3.1-8b", "bench", max_tokens=1)).encode()
 DEFAULTS = h.DEFAULTS
+# Keys of the variant `keyed`: one without a policy, one with every part of one (limits far
+# above the benchmark's own load, so that they are checked and never reached).
+PLAIN_KEY = "sk-bench-plain-" + "0" * 32
+POLICY_KEY = "sk-bench-policy-" + "1" * 32
+KEYS: list[dict[str, object]] = [
+    {"name": "plain", "key": PLAIN_KEY},
+    {"name": "policy", "key": POLICY_KEY, "models": ["llama3.1-8b"], "concurrency": 64,
+     "rate": "100000r/s"},
+]
 
 
 def parse_size(size: str) -> int:
@@ -70,16 +82,17 @@ def parse_size(size: str) -> int:
 
 
 def timed_requests(port: int, count: int, tls: ssl.SSLContext | None = None,
-                   path: str = CHAT) -> list[float]:
-    """Sequential chat requests to `path` over one kept-alive connection (TLS with `tls`);
-    seconds each."""
+                   path: str = CHAT, key: str = "") -> list[float]:
+    """Sequential chat requests to `path` over one kept-alive connection (TLS with `tls`, the
+    API key `key` if given); seconds each."""
     conn = (http.client.HTTPSConnection(h.LOOPBACK, port, timeout=30, context=tls) if tls
             else http.client.HTTPConnection(h.LOOPBACK, port, timeout=30))
     times = []
     try:
         for _ in range(count):
             start = time.perf_counter()
-            conn.request("POST", path, BODY, {"Content-Type": "application/json"})
+            headers = {"Content-Type": "application/json"}
+            conn.request("POST", path, BODY, headers | ({"Authorization": f"Bearer {key}"} if key else {}))
             resp = conn.getresponse()
             resp.read()
             if resp.status != 200:
@@ -104,18 +117,21 @@ def handshake_times(port: int, count: int, tls: ssl.SSLContext) -> list[float]:
 def static_certificate_twin(var: h.Variant, work: Path,
                             trust: ssl.SSLContext) -> tuple[h.Nginx, int]:
     """The variant's client side with its certificate loaded at start (a literal path instead
-    of the variable), on its own port in front of the same router; (nginx, port)."""
+    of handshake.js's read at each handshake), on its own port in front of the same router;
+    (nginx, port)."""
     runtime = work / f"{var.name}-static"
     runtime.mkdir()
     port = free_port()
     plain = int(var.extra["nginx_unified_http_port"])
     conf = (var.runtime / "nginx.conf").read_text().replace(str(var.runtime), str(runtime))
     for directive in ("ssl_certificate", "ssl_certificate_key"):
-        conf = conf.replace(f"{directive} $mx_gateway_pem;", f"{directive} {runtime / 'gateway.pem'};")
+        conf = conf.replace(f"{directive} data:$mx_gateway_pem;", f"{directive} {runtime / 'gateway.pem'};")
     conf = conf.replace(f":{var.port} ", f":{port} ").replace(f":{plain};", f":{free_port()};")
     conf = conf.replace(f":{var.status_port};", f":{free_port()};")
     (runtime / "nginx.conf").write_text(conf)
-    (runtime / "gateway.pem").write_bytes((var.runtime / "gateway.pem").read_bytes())
+    assert str(runtime / "gateway.pem") in conf, "the client side no longer names its certificate so"
+    for name in ("gateway.pem", "handshake.js"):  # handshake.js: still imported, unused
+        (runtime / name).write_bytes((var.runtime / name).read_bytes())
     def up() -> bool:
         try:
             return bool(handshake_times(port, 1, trust))
@@ -179,15 +195,15 @@ def throughput(port: int, concurrency: int, total: int) -> float:
 
 def variant(work: Path, name: str, members: list[h.Process],
             keepalive: str = DEFAULTS["nginx_unified_client_keepalive_timeout"],
-            tls: bool = False) -> h.Variant:
+            tls: bool = False, keys: list[dict[str, object]] | None = None) -> h.Variant:
     pools = {"llama": h.pool("vllm", "llama3.1-8b", members)}
     extra: dict[str, object] = {"nginx_unified_client_keepalive_timeout": keepalive}
     if tls:  # TLS on the variant's port, plain HTTP on another (the same client side)
         extra |= {"nginx_unified_tls": True, "nginx_unified_http_port": free_port(),
                   "nginx_unified_tls_site_ca": {"dir": str(work / "pki"),
                                                 "names": ["localhost", h.LOOPBACK]}}
-    return h.Variant(name, free_port(), work / name, work / name, pools, routes=ROUTES,
-                     models=dict(MODELS), extra=extra)
+    return h.Variant(name, free_port(), work / name, work / name, pools, list(keys or []),
+                     routes=ROUTES, models=dict(MODELS), extra=extra)
 
 
 def lost_in_reloads(var: h.Variant, reloads: int, clients: int, front: str = "",
@@ -319,6 +335,8 @@ def main() -> int:
             variants += [keepalive, reload_runs["router, keep-alive 0"][0]]
             memory = variant(work, "memory", [hold])
             variants.append(memory)
+            keyed = variant(work, "keyed", [zero], keys=KEYS)
+            variants.append(keyed)
             h.render(variants, work)
 
             plain_port = int(latency.extra["nginx_unified_http_port"])
@@ -336,6 +354,15 @@ def main() -> int:
             router_fixed = timed_requests(latency.router_port, args.requests, path=FIXED)
             via = timed_requests(plain_port, args.requests)
             via_tls = timed_requests(gw.port, args.requests, trust)
+            keyed_gw = h.start_gateway(keyed.runtime, keyed.port)
+            gateways.append(keyed_gw)
+            keyed_times: dict[str, list[float]] = {}
+            for label, port, key in (("router, key", keyed.router_port, PLAIN_KEY),
+                                     ("router, policy", keyed.router_port, POLICY_KEY),
+                                     ("gateway, policy", keyed.port, POLICY_KEY)):
+                timed_requests(port, 20, key=key)  # warm up
+                keyed_times[label] = timed_requests(port, args.requests, key=key)
+            keyed_gw.stop()
             bare: dict[int, list[float]] = {}
             for hops in (1, 2):
                 proxies, port = bare_proxies(work, zero.port, hops)
@@ -360,7 +387,8 @@ def main() -> int:
             for label, times in (("direct", direct), ("router alone", router),
                                  ("router, /llama/", router_fixed),
                                  ("gateway HTTP", via), ("gateway TLS 1.3", via_tls),
-                                 ("bare nginx x1", bare[1]), ("bare nginx x2", bare[2])):
+                                 ("bare nginx x1", bare[1]), ("bare nginx x2", bare[2]),
+                                 *keyed_times.items()):
                 print(f"    {label:<16}{1000 * statistics.median(times):>10.2f}"
                       f"{1000 * percentile(times, 0.99):>10.2f}")
             for label, slow, fast in (("added, HTTP", via, direct), ("  router hop", router, direct),
@@ -368,7 +396,11 @@ def main() -> int:
                                       ("  client side", via, router),
                                       ("added, TLS", via_tls, direct), ("TLS cost", via_tls, via),
                                       ("floor, 1 hop", bare[1], direct),
-                                      ("floor, 2 hops", bare[2], direct)):
+                                      ("floor, 2 hops", bare[2], direct),
+                                      ("added, policy", keyed_times["gateway, policy"], direct),
+                                      ("  key check", keyed_times["router, key"], router),
+                                      ("  policy check", keyed_times["router, policy"],
+                                       keyed_times["router, key"])):
                 print(f"    {label:<16}"
                       f"{1000 * (statistics.median(slow) - statistics.median(fast)):>10.2f}"
                       f"{1000 * (percentile(slow, 0.99) - percentile(fast, 0.99)):>10.2f}")

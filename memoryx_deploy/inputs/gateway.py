@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +19,10 @@ AUTH_CHOICES = ("required", "off")
 KEY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 # Any printable ASCII but space, as the gateway compares it (SHA-256, exact).
 KEY = re.compile(r"^[!-~]{16,1024}$")
+# A key's policy beside its name and key (issue 21): the models it may use (all when absent),
+# the requests it may hold at once (from the pools' capacity when absent), its rate (none).
+KEY_FIELDS = ("name", "key", "models", "concurrency", "rate")
+RATE = re.compile(r"^[1-9][0-9]{0,6}r/[sm]$")
 
 
 @dataclass
@@ -75,9 +79,12 @@ def _route(problems: list[str], position: int, data: object) -> Route | None:
     return None if reader.failed else route
 
 
-def check_auth(problems: list[str], auth: object, keys: object) -> None:
+def check_auth(problems: list[str], auth: object, keys: object,
+               served: Collection[str] | None = None) -> None:
     """`auth` is "required" (the default) or "off"; "required" needs at least one key. The
-    keys are `{name, key}` mappings; a message names a key by its name, never shows a key.
+    keys are `{name, key}` mappings with an optional policy (`models`, each one of `served`
+    when the served models are known; `concurrency`; `rate`); a message names a key by its
+    name, never shows a key.
     A key list still written as a Jinja expression (the CLI reads the YAML raw; Ansible
     renders it from Vault first) cannot be judged here and is left alone."""
     if auth not in AUTH_CHOICES:
@@ -98,9 +105,11 @@ def check_auth(problems: list[str], auth: object, keys: object) -> None:
         name = item.get("name") if isinstance(item, Mapping) else None
         label = (f"gateway api_keys {name!r}" if isinstance(name, str) and KEY_NAME.match(name)
                  else f"gateway api_keys[{position}]")
-        if not isinstance(item, Mapping) or set(item) != {"name", "key"}:
-            problems.append(f"{label}: must be a mapping with exactly name and key")
+        if not isinstance(item, Mapping) or not {"name", "key"} <= set(item) <= set(KEY_FIELDS):
+            problems.append(f"{label}: must be a mapping with name and key, and optionally "
+                            "models, concurrency and rate")
             continue
+        problems += policy_problems(label, item, served)
         if not isinstance(name, str) or not KEY_NAME.match(name):
             problems.append(f"{label}: name must match {KEY_NAME.pattern}")
         elif name in names:
@@ -113,3 +122,37 @@ def check_auth(problems: list[str], auth: object, keys: object) -> None:
     key_values = [item["key"] for item in keys if isinstance(item, Mapping) and "key" in item]
     if len({str(k) for k in key_values}) != len(key_values):
         problems.append("gateway api_keys: two entries hold the same key")
+
+
+def policy_problems(label: str, item: Mapping[str, Any], served: Collection[str] | None) -> list[str]:
+    """What is wrong with a key's policy: its models, concurrency and rate."""
+    problems: list[str] = []
+    models = item.get("models")
+    if "models" in item and (not isinstance(models, list) or not models
+                             or not all(isinstance(m, str) and m for m in models)):
+        problems.append(f"{label}: models must be a non-empty list of served model names "
+                        f"(leave it out to allow every model), got {show(models)}")
+    elif isinstance(models, list) and served is not None:
+        problems += [f"{label}: model {m!r} is not served (served: {', '.join(sorted(served))})"
+                     for m in models if m not in served]
+    concurrency = item.get("concurrency")
+    if "concurrency" in item and (isinstance(concurrency, bool) or not isinstance(concurrency, int)
+                                  or concurrency < 1):
+        problems.append(f"{label}: concurrency must be a whole number of requests at once, at "
+                        f"least 1, got {show(concurrency)}")
+    rate = item.get("rate")
+    if "rate" in item and not (isinstance(rate, str) and RATE.match(rate)):
+        problems.append(f"{label}: rate must be requests per second or minute, as nginx writes "
+                        f"it (e.g. 10r/s, 600r/m), got {show(rate)}")
+    return problems
+
+
+def unserved_models(keys: object, served: Collection[str]) -> list[str]:
+    """The models that keys written in the data itself (not left to the vault) name but no pool
+    serves: read_gateway checks their shape before the pools are known."""
+    if not isinstance(keys, list):
+        return []
+    return [f"gateway api_keys {item['name']!r}: model {m!r} is not served (served: "
+            f"{', '.join(sorted(served))})"
+            for item in keys if isinstance(item, Mapping) and isinstance(item.get("models"), list)
+            for m in item["models"] if isinstance(m, str) and m and m not in served]

@@ -11,18 +11,37 @@ from memoryx_deploy.schema.stack import OllamaInstance, Placement, Pool, PoolMem
 Kind = Literal["vllm", "ollama"]
 
 
+# The engines' own defaults: vLLM's OpenAI server runs 256 sequences at once unless
+# --max-num-seqs says otherwise; Ollama serves one request per model unless OLLAMA_NUM_PARALLEL.
+VLLM_MAX_NUM_SEQS = 256
+OLLAMA_NUM_PARALLEL = 1
+
+
 def build_pools(vllm: list[VllmInstance], ollama: list[OllamaInstance]) -> dict[str, Pool]:
     """Every pool that has a member, members in instance order."""
     pools: dict[str, Pool] = {}
     for instance in vllm:
-        _join(pools, "vllm", instance["served_model_name"], instance)
+        _join(pools, "vllm", instance["served_model_name"], instance, max_num_seqs(instance["args"]))
     for service in ollama:
-        _join(pools, "ollama", service["model"], service)
+        parallel = service["env"].get("OLLAMA_NUM_PARALLEL", "")
+        _join(pools, "ollama", service["model"], service,
+              int(parallel) if parallel.isdigit() and int(parallel) > 0 else OLLAMA_NUM_PARALLEL)
     return pools
 
 
-def _join(pools: dict[str, Pool], kind: Kind, model: str, instance: Placement) -> None:
-    pool = pools.setdefault(instance["pool"], Pool(kind=kind, models=[], members=[]))
+def max_num_seqs(args: list[str]) -> int:
+    """--max-num-seqs of a vLLM command line (either form), else vLLM's default."""
+    for position, arg in enumerate(args):
+        value = (arg.split("=", 1)[1] if arg.startswith("--max-num-seqs=")
+                 else args[position + 1] if arg == "--max-num-seqs" and position + 1 < len(args) else "")
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return VLLM_MAX_NUM_SEQS
+
+
+def _join(pools: dict[str, Pool], kind: Kind, model: str, instance: Placement, capacity: int) -> None:
+    pool = pools.setdefault(instance["pool"], Pool(kind=kind, models=[], members=[], capacity=0))
+    pool["capacity"] += capacity
     if model not in pool["models"]:
         pool["models"].append(model)
     pool["members"].append(PoolMember(name=instance["name"], host=instance["host"],

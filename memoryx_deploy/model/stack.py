@@ -15,7 +15,7 @@ from typing import Any
 from memoryx_deploy.inputs.containers import GATEWAY_CONTAINERS
 from memoryx_deploy.inputs.engines import engine_views
 from memoryx_deploy.inputs.fields import show
-from memoryx_deploy.inputs.gateway import check_auth, read_gateway
+from memoryx_deploy.inputs.gateway import check_auth, read_gateway, unserved_models
 from memoryx_deploy.inputs.instances import read_hosts
 from memoryx_deploy.inputs.monitoring import read_monitoring
 from memoryx_deploy.inputs.registry import archive_problems, secret_problems
@@ -66,7 +66,7 @@ def site_problems(stack: Stack, variables: Mapping[str, Any], secrets: bool = Tr
     names = stack["secrets"]
     keys = variables[names["gateway_api_keys"]] if names["gateway_api_keys"] else []
     if secrets:
-        check_auth(problems, stack["gateway"]["auth"], keys)
+        check_auth(problems, stack["gateway"]["auth"], keys, served=stack["gateway"]["models"])
     if isinstance(keys, list):
         stack["gateway"]["api_key_names"] = [str(k.get("name")) for k in keys if isinstance(k, Mapping)]
     password = variables[names["registry_password"]] if names["registry_password"] else ""
@@ -100,6 +100,9 @@ def build_stack(config: Mapping[str, Any], addresses: Mapping[str, str],
     if problems:
         raise StackError(problems)
     pools = build_pools(hosts.vllm, hosts.ollama)
+    served = {m for pool in pools.values() for m in pool["models"]}
+    if isinstance(gateway_data, Mapping) and unserved_models(gateway_data.get("api_keys"), served):
+        raise StackError(unserved_models(gateway_data.get("api_keys"), served))
     image = settings.registry.reference(settings.images.get("nginx", ""))
     stack = Stack(
         hosts=hosts.hosts,

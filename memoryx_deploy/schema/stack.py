@@ -188,6 +188,7 @@ class Pool(TypedDict):
     kind: Literal["vllm", "ollama"]
     models: list[str]
     members: list[PoolMember]
+    capacity: int  # sequences its members run at once: vLLM's max_num_seqs, Ollama's parallel
 
 
 class Route(TypedDict):

@@ -10,6 +10,7 @@ Gateways (one nginx each, own prefix under tmp):
   drain  the same pools as `base`; tests write its drained members (no reload)
   tls    the same pools, two API keys, TLS on its port (certificate issued by role gateway_tls
          from a site CA under tmp), plain HTTP on `tls_plain`
+  policy the same pools with a capacity each, three keys with policies (models, concurrency, rate)
 Each runs the client side (nginx.conf) in front of its router (router.conf).
 """
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -76,7 +78,7 @@ def _variants(work: Path, sims: dict[str, h.Process], mute_port: int) -> dict[st
 
     def make(
         name: str, port: int, pools_: dict[str, object], runtime: Path | None = None,
-        api_keys: tuple[dict[str, str], ...] = (), drained: tuple[str, ...] = (),
+        api_keys: tuple[dict[str, Any], ...] = (), drained: tuple[str, ...] = (),
         extra: dict[str, object] | None = None,
     ) -> h.Variant:
         staging = work / f"gw-{name}"
@@ -109,12 +111,30 @@ def _variants(work: Path, sims: dict[str, h.Process], mute_port: int) -> dict[st
         "dead": make("dead", free_port(), dead, extra={"nginx_unified_proxy_read_timeout": "1s"}),
         "hang": make("hang", free_port(), hang),
         "drain": make("drain", free_port(), shared),
+        # keys with policies (issue 21), over pools whose capacity the data gives
+        "policy": make("policy", free_port(), {
+            name: {**pool, "capacity": POLICY_CAPACITY[name]} for name, pool in shared.items()  # type: ignore[dict-item]
+        }, api_keys=tuple(POLICY_KEYS)),
         "tls": make("tls", free_port(), shared, api_keys=tuple(API_KEYS), extra={
             "nginx_unified_tls": True,
             "nginx_unified_http_port": free_port(),
             "nginx_unified_tls_site_ca": {"dir": str(work / "pki"), "names": TLS_NAMES},
         }),
     }
+
+
+# Keys with policies (variant policy; tests/gateway/test_key_policy.py): one for embeddings only;
+# one for the chat models; one for Llama at most 2 requests at once; one for Qwen at 1 request a
+# minute (its burst is its concurrency: the qwen pool's capacity, 1); one with no policy (6 at
+# once: every pool's capacity).
+POLICY_CAPACITY = {"llama": 3, "qwen": 1, "bge": 2}
+POLICY_KEYS = [
+    {"name": "embedder", "key": "sk-embedder-" + "e" * 24, "models": ["bge-m3"]},
+    {"name": "chat", "key": "sk-chat-" + "c" * 28, "models": ["llama3.1-8b", "qwen2.5-14b"]},
+    {"name": "pair", "key": "sk-pair-" + "p" * 28, "models": ["llama3.1-8b"], "concurrency": 2},
+    {"name": "rated", "key": "sk-rated-" + "r" * 27, "models": ["qwen2.5-14b"], "rate": "1r/m"},
+    {"name": "whole", "key": "sk-whole-" + "w" * 27},
+]
 
 
 # The names of the loopback gateway's certificate (what clients connect to)
@@ -130,7 +150,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     try:
         variants = _variants(work, sims, mute.port)
         h.render(list(variants.values()), work)
-        for name in ("base", "auth", "kill", "limits", "dead", "hang", "drain"):
+        for name in ("base", "auth", "kill", "limits", "dead", "hang", "drain", "policy"):
             gateways[name] = h.start_gateway(variants[name].runtime, variants[name].port)
         tls = variants["tls"]
         gateways["tls"] = h.start_gateway(tls.runtime, tls.port,

@@ -235,7 +235,7 @@ class Variant:
     staging: Path
     runtime: Path
     pools: dict[str, Any]
-    api_keys: list[dict[str, str]] = field(default_factory=list)  # [{name, key}]; [] = auth off
+    api_keys: list[dict[str, Any]] = field(default_factory=list)  # [{name, key, policy...}]; [] = auth off
     drained: list[str] = field(default_factory=list)
     routes: list[dict[str, Any]] = field(default_factory=stack_routes)
     models: dict[str, str] = field(default_factory=lambda: dict(MODELS))

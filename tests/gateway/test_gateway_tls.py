@@ -2,7 +2,8 @@
 under tmp): the real openai and ollama clients verifying that CA work on every route; a client
 that does not trust the CA fails; TLS 1.2 and 1.3 only; HTTP/2 by ALPN; the plain-HTTP port
 the data enabled serves too; a renewed certificate reaches new connections with no reload and
-no request lost, and a handshake never mixes two renewals; a certificate whose key does not match is refused before it is promoted."""
+no request lost, and a handshake never mixes two renewals; a certificate whose key does not
+match is refused before it is promoted."""
 
 from __future__ import annotations
 

@@ -80,8 +80,10 @@ def test_bad_keys_are_named_never_shown(config: dict[str, Any]) -> None:
         "without spaces (the key is not shown)",
         "gateway api_keys 'memoryx': the name is listed twice",
         "gateway api_keys[2]: name must match ^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
-        "gateway api_keys[3]: must be a mapping with exactly name and key",
-        "gateway api_keys[4]: must be a mapping with exactly name and key",
+        "gateway api_keys[3]: must be a mapping with name and key, and optionally models, "
+        "concurrency and rate",
+        "gateway api_keys[4]: must be a mapping with name and key, and optionally models, "
+        "concurrency and rate",
         "gateway api_keys: two entries hold the same key",
     ]
     assert not any(secret in p or KEY in p or "sk-plain" in p for p in found)
@@ -90,3 +92,41 @@ def test_bad_keys_are_named_never_shown(config: dict[str, Any]) -> None:
 def test_a_key_list_left_to_ansible_is_not_judged_by_the_cli(config: dict[str, Any]) -> None:
     config["gateway"]["api_keys"] = "{{ memoryx_gateway_api_keys }}"
     assert gateway_problems(config) == []
+
+
+def test_a_key_policy_within_the_stack_passes(config: dict[str, Any]) -> None:
+    config["gateway"]["api_keys"] = [
+        {"name": "memoryx", "key": KEY},
+        {"name": "embedder", "key": KEY + "e", "models": ["bge-m3"], "concurrency": 8, "rate": "600r/m"},
+    ]
+    assert gateway_problems(config) == []
+
+
+def test_a_bad_key_policy_is_refused_naming_the_key(config: dict[str, Any]) -> None:
+    config["gateway"]["api_keys"] = [
+        {"name": "a", "key": KEY + "a", "models": []},
+        {"name": "b", "key": KEY + "b", "concurrency": 0, "rate": "10/s"},
+        {"name": "c", "key": KEY + "c", "concurrency": True, "rate": "0r/s"},
+        {"name": "d", "key": KEY + "d", "scopes": ["bge-m3"]},
+    ]
+    assert gateway_problems(config) == [
+        "gateway api_keys 'a': models must be a non-empty list of served model names (leave it "
+        "out to allow every model), got a list",
+        "gateway api_keys 'b': concurrency must be a whole number of requests at once, at least 1, "
+        "got 0",
+        "gateway api_keys 'b': rate must be requests per second or minute, as nginx writes it "
+        "(e.g. 10r/s, 600r/m), got '10/s'",
+        "gateway api_keys 'c': concurrency must be a whole number of requests at once, at least 1, "
+        "got true",
+        "gateway api_keys 'c': rate must be requests per second or minute, as nginx writes it "
+        "(e.g. 10r/s, 600r/m), got '0r/s'",
+        "gateway api_keys 'd': must be a mapping with name and key, and optionally models, "
+        "concurrency and rate",
+    ]
+
+
+def test_a_key_for_a_model_nobody_serves_is_refused(config: dict[str, Any]) -> None:
+    config["gateway"]["api_keys"] = [{"name": "chat", "key": KEY, "models": ["llama3.1-8b", "gpt-4o"]}]
+    assert gateway_problems(config) == [
+        "gateway api_keys 'chat': model 'gpt-4o' is not served (served: bge-m3, llama3.1-8b, "
+        "qwen2.5-14b)"]

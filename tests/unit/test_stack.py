@@ -39,6 +39,9 @@ def test_production_layout_builds(config: dict[str, Any]) -> None:
     assert [i["name"] for i in stack["ollama_instances"]] == ["bge-gpu0", "bge-gpu1"]
     assert {name: len(pool["members"]) for name, pool in stack["pools"].items()} == {
         "llama": 4, "qwen": 1, "bge": 2}
+    # what each pool runs at once: 4 x max-num-seqs 16, 1 x 32, 2 x OLLAMA_NUM_PARALLEL 4
+    assert {name: pool["capacity"] for name, pool in stack["pools"].items()} == {
+        "llama": 64, "qwen": 32, "bge": 8}
     assert stack["gateway"]["models"] == {
         "llama3.1-8b": "llama", "qwen2.5-14b": "qwen", "bge-m3": "bge"}
     assert stack["hosts"]["mx-embed-01"] == {"address": "192.168.31.65", "gpus": [
@@ -161,7 +164,8 @@ def test_a_gateway_host_without_gpus_gets_the_gateway_image(config: dict[str, An
 def test_pool_members_are_addressed_as_the_gateway_reaches_them(config: dict[str, Any]) -> None:
     pools = build_stack(config, ADDRESSES)["pools"]
     assert pools["qwen"] == {"kind": "vllm", "models": ["qwen2.5-14b"], "members": [
-        {"name": "qwen-gpu2", "host": "mx-llm-01", "address": "192.168.31.10", "port": 11405}]}
+        {"name": "qwen-gpu2", "host": "mx-llm-01", "address": "192.168.31.10", "port": 11405}],
+        "capacity": 32}
     assert pools["bge"]["members"] == [
         {"name": "bge-gpu0", "host": "mx-embed-01", "address": "127.0.0.1", "port": 11434},
         {"name": "bge-gpu1", "host": "mx-embed-01", "address": "127.0.0.1", "port": 11435}]

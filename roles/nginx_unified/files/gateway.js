@@ -238,6 +238,28 @@ function upstreamFor(pool, health, drained) {
     return 'pool_' + pool + '__' + members.map(function (m) { return out.indexOf(m) < 0 ? '1' : '0'; }).join('');
 }
 
+// ---- key policies (README, "Key policies"): the models the request's key may use, null when
+// it may use every one (no models in its policy, or authentication off).
+function keyModels(r) {
+    var name = r.variables.mx_key;
+    return name && has(DATA.key_models, name) ? DATA.key_models[name] : null;
+}
+
+function poolModels(pool) {
+    return Object.keys(DATA.models).filter(function (m) { return DATA.models[m] === pool; });
+}
+
+// 403 for a model or pool outside the key's policy, in the route's error shape (Ollama's on /api/).
+function notAllowed(r, what, param) {
+    var message = 'The API key ' + r.variables.mx_key + ' may not use ' + what + '. Its models: '
+        + keyModels(r).join(', ');
+    if (r.uri.substring(0, 5) === '/api/') {
+        sendJson(r, 403, {error: message});
+    } else {
+        sendError(r, 403, message, param, 'model_not_allowed');
+    }
+}
+
 // Every member of the pool is drained (rolling restart of a pool of one): 503 at once.
 function restarting(r, pool) {
     r.headersOut['Retry-After'] = String(DATA.retry_after);
@@ -259,9 +281,17 @@ function proxyTo(r, pool, location) {
     });
 }
 
-// js_content of fixed routes: pick the pool's upstream, hand over to $mx_next.
+// js_content of fixed routes: pick the pool's upstream, hand over to $mx_next. A key limited to
+// some models may use a pool's own route only if it may use every model of the pool (the body's
+// model is the engine's to judge there).
 function pass(r) {
-    proxyTo(r, r.variables.mx_pool, r.variables.mx_next);
+    var pool = r.variables.mx_pool;
+    var allowed = keyModels(r);
+    if (allowed !== null && poolModels(pool).some(function (m) { return allowed.indexOf(m) < 0; })) {
+        notAllowed(r, 'the ' + pool + ' pool', null);
+        return;
+    }
+    proxyTo(r, pool, r.variables.mx_next);
 }
 
 // js_content for route_by_model locations: read `model`, hand over to @pool_<name>.
@@ -289,9 +319,15 @@ function route(r) {
     }
     var printable = PRINTABLE.test(model);
     r.variables.mx_model = printable ? model : '(not printable)';
+    var allowed = keyModels(r);
     if (!has(DATA.models, model)) {
         var named = printable ? 'The model `' + model + '` does not exist.' : 'The requested model does not exist.';
-        sendError(r, 404, named + ' Served models: ' + Object.keys(DATA.models).join(', '), 'model', 'model_not_found');
+        var listed = allowed === null ? Object.keys(DATA.models) : allowed;
+        sendError(r, 404, named + ' Served models: ' + listed.join(', '), 'model', 'model_not_found');
+        return;
+    }
+    if (allowed !== null && allowed.indexOf(model) < 0) {
+        notAllowed(r, 'the model `' + model + '`', 'model');
         return;
     }
     var pool = DATA.models[model];
@@ -299,9 +335,11 @@ function route(r) {
     proxyTo(r, pool, '@pool_' + pool);
 }
 
-// GET /v1/models: every served model, OpenAI list shape.
+// GET /v1/models: every served model the key may use, OpenAI list shape.
 function models(r) {
-    var data = Object.keys(DATA.models).map(function (id) {
+    var allowed = keyModels(r);
+    var ids = Object.keys(DATA.models).filter(function (id) { return allowed === null || allowed.indexOf(id) >= 0; });
+    var data = ids.map(function (id) {
         return {id: id, object: 'model', created: 0, owned_by: 'memoryx', pool: DATA.models[id]};
     });
     sendJson(r, 200, {object: 'list', data: data});

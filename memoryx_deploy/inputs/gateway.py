@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
@@ -10,7 +11,7 @@ from typing import Any
 from memoryx_deploy.inputs.fields import POOL, Reader, show
 from memoryx_deploy.schema.stack import Route
 
-GATEWAY_KEYS = ("host", "port", "auth", "api_keys", "routes")
+GATEWAY_KEYS = ("host", "port", "auth", "api_keys", "routes", "trusted_clients")
 ROUTE_KEYS = ("path", "pool", "strip_prefix", "route_by_model", "exact")
 # A location path nginx takes literally.
 PATH = re.compile(r"^/[A-Za-z0-9._~/-]*$")
@@ -23,6 +24,9 @@ KEY = re.compile(r"^[!-~]{16,1024}$")
 # the requests it may hold at once (from the pools' capacity when absent), its rate (none).
 KEY_FIELDS = ("name", "key", "models", "concurrency", "rate")
 RATE = re.compile(r"^[1-9][0-9]{0,6}r/[sm]$")
+# Trusted client addresses (issue 21): networks that may call without a key, each under a name
+# and a policy exactly as a key's (off by default).
+TRUSTED_FIELDS = ("name", "networks", "models", "concurrency", "rate")
 
 
 @dataclass
@@ -31,6 +35,7 @@ class GatewayInput:
     port: int = 0
     auth: str = "required"
     routes: list[Route] = field(default_factory=list)
+    trusted_clients: list[dict[str, Any]] = field(default_factory=list)
 
 
 def read_gateway(problems: list[str], data: object, addresses: Mapping[str, str],
@@ -48,6 +53,7 @@ def read_gateway(problems: list[str], data: object, addresses: Mapping[str, str]
         check_auth(problems, auth, reader.raw("api_keys"))
     elif auth not in AUTH_CHOICES:
         check_auth(problems, auth, [])
+    gateway.trusted_clients = read_trusted(problems, gateway.auth, reader.raw("trusted_clients", []))
     for position, item in enumerate(reader.sequence("routes")):
         route = _route(problems, position, item)
         if route is not None and route["path"] in [seen["path"] for seen in gateway.routes]:
@@ -147,12 +153,69 @@ def policy_problems(label: str, item: Mapping[str, Any], served: Collection[str]
     return problems
 
 
-def unserved_models(keys: object, served: Collection[str]) -> list[str]:
-    """The models that keys written in the data itself (not left to the vault) name but no pool
-    serves: read_gateway checks their shape before the pools are known."""
+def unserved_models(keys: object, served: Collection[str], field: str = "api_keys") -> list[str]:
+    """The models that keys written in the data itself (not left to the vault), or trusted
+    clients (`field`), name but no pool serves: read_gateway checks their shape before the
+    pools are known."""
     if not isinstance(keys, list):
         return []
-    return [f"gateway api_keys {item['name']!r}: model {m!r} is not served (served: "
+    return [f"gateway {field} {item['name']!r}: model {m!r} is not served (served: "
             f"{', '.join(sorted(served))})"
             for item in keys if isinstance(item, Mapping) and isinstance(item.get("models"), list)
             for m in item["models"] if isinstance(m, str) and m and m not in served]
+
+
+def read_trusted(problems: list[str], auth: str, data: object) -> list[dict[str, Any]]:
+    """The trusted clients: [{name, networks, and a key's policy fields}], networks in CIDR form.
+    Only with authentication on (off, every client is keyless already), never every address
+    (that is auth "off" in disguise), each network under one name."""
+    if not isinstance(data, list):
+        problems.append(f"gateway: trusted_clients must be a list of {{name, networks}}, got {show(data)}")
+        return []
+    if data and auth != "required":
+        problems.append("gateway: trusted_clients need auth 'required' (with auth off every client "
+                        "calls without a key already)")
+    trusted: list[dict[str, Any]] = []
+    seen: dict[str, str] = {}
+    for position, item in enumerate(data):
+        name = item.get("name") if isinstance(item, Mapping) else None
+        label = (f"gateway trusted_clients {name!r}" if isinstance(name, str) and KEY_NAME.match(name)
+                 else f"gateway trusted_clients[{position}]")
+        if not isinstance(item, Mapping) or not {"name", "networks"} <= set(item) <= set(TRUSTED_FIELDS):
+            problems.append(f"{label}: must be a mapping with name and networks, and optionally "
+                            "models, concurrency and rate")
+            continue
+        before = len(problems)
+        if not isinstance(name, str) or not KEY_NAME.match(name):
+            problems.append(f"{label}: name must match {KEY_NAME.pattern}")
+        elif name in [t["name"] for t in trusted]:
+            problems.append(f"{label}: the name is listed twice")
+        networks = _networks(problems, label, item["networks"], seen)
+        problems += policy_problems(label, item, None)
+        if len(problems) == before:
+            trusted.append({**item, "networks": networks})
+    return trusted
+
+
+def _networks(problems: list[str], label: str, data: object, seen: dict[str, str]) -> list[str]:
+    if not isinstance(data, list) or not data:
+        problems.append(f"{label}: networks must be a non-empty list of addresses or networks "
+                        f"(CIDR), got {show(data)}")
+        return []
+    networks: list[str] = []
+    for value in data:
+        try:
+            network = ipaddress.ip_network(str(value), strict=False) if isinstance(value, str) else None
+        except ValueError:
+            network = None
+        if network is None:
+            problems.append(f"{label}: {show(value)} is not an address or a network (CIDR)")
+        elif network.prefixlen == 0:
+            problems.append(f"{label}: {network} is every address: that is auth \"off\"; name the "
+                            "clients' networks")
+        elif str(network) in seen:
+            problems.append(f"{label}: {network} is already trusted by {seen[str(network)]}")
+        else:
+            seen[str(network)] = label
+            networks.append(str(network))
+    return networks

@@ -69,6 +69,9 @@ def site_problems(stack: Stack, variables: Mapping[str, Any], secrets: bool = Tr
         check_auth(problems, stack["gateway"]["auth"], keys, served=stack["gateway"]["models"])
     if isinstance(keys, list):
         stack["gateway"]["api_key_names"] = [str(k.get("name")) for k in keys if isinstance(k, Mapping)]
+    problems += [f"gateway trusted_clients {t['name']!r}: a key has the same name (a policy's "
+                 "name says who called: give each its own)" for t in stack["gateway"]["trusted_clients"]
+                 if t["name"] in stack["gateway"]["api_key_names"]]
     password = variables[names["registry_password"]] if names["registry_password"] else ""
     if not secrets:
         password = "unread"  # the CLI's: the vault's password is not judged
@@ -101,8 +104,11 @@ def build_stack(config: Mapping[str, Any], addresses: Mapping[str, str],
         raise StackError(problems)
     pools = build_pools(hosts.vllm, hosts.ollama)
     served = {m for pool in pools.values() for m in pool["models"]}
-    if isinstance(gateway_data, Mapping) and unserved_models(gateway_data.get("api_keys"), served):
-        raise StackError(unserved_models(gateway_data.get("api_keys"), served))
+    unserved = (unserved_models(gateway_data.get("api_keys"), served)
+                if isinstance(gateway_data, Mapping) else [])
+    unserved += unserved_models(gateway.trusted_clients, served, "trusted_clients")
+    if unserved:
+        raise StackError(unserved)
     image = settings.registry.reference(settings.images.get("nginx", ""))
     stack = Stack(
         hosts=hosts.hosts,
@@ -113,7 +119,7 @@ def build_stack(config: Mapping[str, Any], addresses: Mapping[str, str],
         pools=pools,
         gateway=Gateway(host=gateway.host, address=known[gateway.host], port=gateway.port,
                         image=image, routes=gateway.routes, tls=tls, auth=gateway.auth,
-                        api_key_names=[],
+                        api_key_names=[], trusted_clients=gateway.trusted_clients,
                         containers=GatewayContainers(router=GATEWAY_CONTAINERS["router"],
                                                      client=GATEWAY_CONTAINERS["client"]),
                         restart_policy=settings.containers.restart_policy,

@@ -214,6 +214,8 @@ class Gateway(TypedDict):
     tls: GatewayTls  # inputs/tls.py
     auth: str  # "required" or "off"
     api_key_names: list[str]  # the names of the keys it accepts (the keys stay in the vault)
+    # networks that may call without a key, each under a name and a key's policy (issue 21)
+    trusted_clients: list[dict[str, Any]]
     containers: GatewayContainers
     restart_policy: str  # memoryx_containers' restart_policy, as every managed container's
     log: LogConfig  # the client side's container log (memoryx_containers)

@@ -114,7 +114,7 @@ def _variants(work: Path, sims: dict[str, h.Process], mute_port: int) -> dict[st
         # keys with policies (issue 21), over pools whose capacity the data gives
         "policy": make("policy", free_port(), {
             name: {**pool, "capacity": POLICY_CAPACITY[name]} for name, pool in shared.items()  # type: ignore[dict-item]
-        }, api_keys=tuple(POLICY_KEYS)),
+        }, api_keys=tuple(POLICY_KEYS), extra={"nginx_unified_trusted_clients": TRUSTED}),
         "tls": make("tls", free_port(), shared, api_keys=tuple(API_KEYS), extra={
             "nginx_unified_tls": True,
             "nginx_unified_http_port": free_port(),
@@ -135,6 +135,8 @@ POLICY_KEYS = [
     {"name": "rated", "key": "sk-rated-" + "r" * 27, "models": ["qwen2.5-14b"], "rate": "1r/m"},
     {"name": "whole", "key": "sk-whole-" + "w" * 27},
 ]
+# A client that may call the policy variant without a key: a second loopback address
+TRUSTED = [{"name": "lan-embedder", "networks": ["127.0.0.2/32"], "models": ["bge-m3"], "concurrency": 3}]
 
 
 # The names of the loopback gateway's certificate (what clients connect to)

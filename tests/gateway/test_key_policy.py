@@ -2,7 +2,8 @@
 to some models gets 403 for the others, in the route's error shape, and /v1/models lists its own;
 a pool's own route is open to it only if it may use the whole pool; each key has its own
 concurrency (by default what its pools run at once) and rate, and one key at its limit leaves
-the others served."""
+the others served; a trusted client calls without a key under its own policy, and nobody else
+does."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Any
 
 import harness as h
 import pytest
-from conftest import POLICY_KEYS
+from conftest import POLICY_KEYS, TRUSTED
 from harness import Stack
 
 KEYS = {k["name"]: k["key"] for k in POLICY_KEYS}
@@ -116,3 +117,32 @@ def test_a_keys_rate_is_its_own(stack: Stack) -> None:
     assert [r.status for r in replies] == [200, 200, 429, 429]
     assert set(error(replies[2])) == {"message", "type", "param", "code"}
     assert call(stack, "chat", "GET", "/v1/models").status == 200
+
+
+LAN = TRUSTED[0]["networks"][0].split("/")[0]  # 127.0.0.2
+
+
+def keyless(stack: Stack, method: str, path: str, body: Any = None, source: str = LAN,
+            headers: dict[str, str] | None = None) -> h.Reply:
+    return h.request(stack.port("policy"), method, path, body, headers=headers, source=source)
+
+
+def test_a_trusted_client_calls_without_a_key_under_its_policy(stack: Stack) -> None:
+    assert keyless(stack, "POST", "/v1/embeddings", {"model": "bge-m3", "input": "x"}).status == 200
+    assert keyless(stack, "POST", "/api/embed", {"model": "bge-m3", "input": "x"}).status == 200
+    listed = json.loads(keyless(stack, "GET", "/v1/models").body)["data"]
+    assert [m["id"] for m in listed] == ["bge-m3"]
+    refused = keyless(stack, "POST", "/v1/chat/completions", h.chat("llama3.1-8b", "hi", 2))
+    assert (refused.status, error(refused)["message"]) == (403, (
+        "The trusted client lan-embedder may not use the model `llama3.1-8b`. Its models: bge-m3"))
+    log = (stack.variants["policy"].runtime / "access.log").read_text().splitlines()
+    assert '"key":"lan-embedder"' in log[-1], log[-1]  # the access log names the policy
+
+
+def test_everyone_else_still_needs_a_key(stack: Stack) -> None:
+    assert keyless(stack, "GET", "/v1/models", source=h.LOOPBACK).status == 401
+    wrong = {"Authorization": "Bearer sk-not-a-key-of-this-gateway-000"}
+    assert keyless(stack, "GET", "/v1/models", headers=wrong).status == 401  # a key is judged as one
+    chat = keyless(stack, "POST", "/v1/chat/completions", h.chat("llama3.1-8b", "hi", 2),
+                   headers={"Authorization": f"Bearer {KEYS['chat']}"})
+    assert chat.status == 200  # a trusted address with a key: the key's policy

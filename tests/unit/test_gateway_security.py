@@ -130,3 +130,46 @@ def test_a_key_for_a_model_nobody_serves_is_refused(config: dict[str, Any]) -> N
     assert gateway_problems(config) == [
         "gateway api_keys 'chat': model 'gpt-4o' is not served (served: bge-m3, llama3.1-8b, "
         "qwen2.5-14b)"]
+
+
+def test_trusted_clients_pass_with_their_networks_in_cidr_form(config: dict[str, Any]) -> None:
+    config["gateway"]["trusted_clients"] = [
+        {"name": "rag", "networks": ["192.168.31.40", "10.1.0.0/16"], "models": ["bge-m3"]}]
+    stack = build_stack(config, ADDRESSES)
+    assert stack["gateway"]["trusted_clients"] == [
+        {"name": "rag", "networks": ["192.168.31.40/32", "10.1.0.0/16"], "models": ["bge-m3"]}]
+
+
+def test_bad_trusted_clients_are_refused_by_name(config: dict[str, Any]) -> None:
+    config["gateway"]["trusted_clients"] = [
+        {"name": "all", "networks": ["0.0.0.0/0"]},
+        {"name": "typo", "networks": ["10.0.0.300"], "rate": "fast"},
+        {"name": "twice", "networks": ["10.1.0.0/16"]},
+        {"name": "again", "networks": ["10.1.0.0/16"]},
+        {"name": "keyed", "networks": ["10.2.0.1"], "key": KEY},
+        {"name": "empty", "networks": []},
+    ]
+    assert gateway_problems(config) == [
+        "gateway trusted_clients 'all': 0.0.0.0/0 is every address: that is auth \"off\"; name the "
+        "clients' networks",
+        "gateway trusted_clients 'typo': '10.0.0.300' is not an address or a network (CIDR)",
+        "gateway trusted_clients 'typo': rate must be requests per second or minute, as nginx "
+        "writes it (e.g. 10r/s, 600r/m), got 'fast'",
+        "gateway trusted_clients 'again': 10.1.0.0/16 is already trusted by "
+        "gateway trusted_clients 'twice'",
+        "gateway trusted_clients 'keyed': must be a mapping with name and networks, and optionally "
+        "models, concurrency and rate",
+        "gateway trusted_clients 'empty': networks must be a non-empty list of addresses or "
+        "networks (CIDR), got a list",
+    ]
+
+
+def test_trusted_clients_need_authentication_and_served_models(config: dict[str, Any]) -> None:
+    config["gateway"]["trusted_clients"] = [{"name": "rag", "networks": ["10.0.0.0/8"], "models": ["bge-m4"]}]
+    assert gateway_problems(config) == [
+        "gateway trusted_clients 'rag': model 'bge-m4' is not served (served: bge-m3, llama3.1-8b, "
+        "qwen2.5-14b)"]
+    config["gateway"]["auth"] = "off"
+    assert gateway_problems(config)[0] == (
+        "gateway: trusted_clients need auth 'required' (with auth off every client calls without a "
+        "key already)")

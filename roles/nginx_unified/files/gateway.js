@@ -238,8 +238,9 @@ function upstreamFor(pool, health, drained) {
     return 'pool_' + pool + '__' + members.map(function (m) { return out.indexOf(m) < 0 ? '1' : '0'; }).join('');
 }
 
-// ---- key policies (README, "Key policies"): the models the request's key may use, null when
-// it may use every one (no models in its policy, or authentication off).
+// ---- key policies (README, "Key policies"): the models the request's key (or trusted client:
+// $mx_key names either) may use, null when it may use every one (no models in its policy, or
+// authentication off).
 function keyModels(r) {
     var name = r.variables.mx_key;
     return name && has(DATA.key_models, name) ? DATA.key_models[name] : null;
@@ -251,8 +252,9 @@ function poolModels(pool) {
 
 // 403 for a model or pool outside the key's policy, in the route's error shape (Ollama's on /api/).
 function notAllowed(r, what, param) {
-    var message = 'The API key ' + r.variables.mx_key + ' may not use ' + what + '. Its models: '
-        + keyModels(r).join(', ');
+    var name = r.variables.mx_key;
+    var who = DATA.trusted.indexOf(name) >= 0 ? 'The trusted client ' : 'The API key ';
+    var message = who + name + ' may not use ' + what + '. Its models: ' + keyModels(r).join(', ');
     if (r.uri.substring(0, 5) === '/api/') {
         sendJson(r, 403, {error: message});
     } else {

@@ -114,7 +114,8 @@ def _variants(work: Path, sims: dict[str, h.Process], mute_port: int) -> dict[st
         # keys with policies (issue 21), over pools whose capacity the data gives
         "policy": make("policy", free_port(), {
             name: {**pool, "capacity": POLICY_CAPACITY[name]} for name, pool in shared.items()  # type: ignore[dict-item]
-        }, api_keys=tuple(POLICY_KEYS), extra={"nginx_unified_trusted_clients": TRUSTED}),
+        }, api_keys=tuple(POLICY_KEYS), extra={"nginx_unified_trusted_clients": TRUSTED,
+                                                "nginx_unified_metrics_socket_dir": str(work / "metrics-policy")}),
         "tls": make("tls", free_port(), shared, api_keys=tuple(API_KEYS), extra={
             "nginx_unified_tls": True,
             "nginx_unified_http_port": free_port(),

@@ -1,9 +1,11 @@
 """The router's metrics lines (issue 12): one datagram per request to mtail's socket, its labels
 bounded by the stack: the pool, the model the body named when it is served, the pool's own model
-on a fixed route, "other" for a model the gateway does not serve, "-" for none."""
+on a fixed route, "other" for a model the gateway does not serve, "-" for none; the key or trusted
+client's name, and the engine's token counts from its answer's usage (issue 21)."""
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import threading
@@ -12,10 +14,12 @@ from pathlib import Path
 
 import harness as h
 import pytest
+from conftest import POLICY_KEYS, TRUSTED
 from harness import Stack
 
 LINE = re.compile(r"^<\d+>\w{3} [ \d]\d \d\d:\d\d:\d\d memoryx_gateway: pool=(\S+) model=(\S+) status=(\d+) "
-                  r"upstream_time=(\S+) request_time=(\S+)\n$")
+                  r"key=(?P<key>\S+) prompt_tokens=(?P<prompt>\S+) completion_tokens=(?P<completion>\S+) "
+                  r"upstream_time=(?P<upstream>\S+) request_time=(\S+)\n$")
 
 
 class Socket:
@@ -79,4 +83,53 @@ def test_every_request_is_one_newline_ended_line_with_bounded_labels(stack: Stac
     assert labels_of(metrics, before, 5) == [("llama", "llama3.1-8b", "200"), ("qwen", "qwen2.5-14b", "200"),
                                      ("bge", "bge-m3", "200"), ("-", "other", "404"), ("-", "-", "404")]
     upstream = LINE.match(metrics.lines[before])
-    assert upstream is not None and float(upstream.group(4)) >= 0
+    assert upstream is not None and float(upstream["upstream"]) >= 0
+
+
+def usage_of(listener: Socket, before: int, send: int) -> list[tuple[str, str, str]]:
+    """(key, prompt_tokens, completion_tokens) of the lines of the `send` requests after `before`."""
+    h.wait_until(lambda: len(listener.lines) >= before + send, 5, "the metrics lines")
+    found = []
+    for line in listener.lines[before:before + send]:
+        match = LINE.match(line)
+        assert match, line
+        found.append((match["key"], match["prompt"], match["completion"]))
+    return found
+
+
+def test_each_line_carries_the_engines_token_counts(stack: Stack, metrics: Socket) -> None:
+    """From the answer's usage, streamed or not; "-" when a stream did not ask for it."""
+    port = stack.port("base")
+    before = len(metrics.lines)
+    whole = h.request(port, "POST", "/v1/chat/completions", h.chat("llama3.1-8b", "count me", 7))
+    used = json.loads(whole.body)["usage"]
+    streamed = h.request(port, "POST", "/v1/chat/completions", {
+        **h.chat("qwen2.5-14b", "count me too", 9, stream=True), "stream_options": {"include_usage": True}})
+    final = [json.loads(line[6:]) for line in streamed.body.decode().splitlines()
+             if line.startswith("data: {")][-1]["usage"]
+    h.request(port, "POST", "/v1/chat/completions", h.chat("llama3.1-8b", "no usage", 5, stream=True))
+    embedded = h.request(port, "POST", "/api/embed", {"model": "bge-m3", "input": "x"})
+    assert usage_of(metrics, before, 4) == [
+        ("-", str(used["prompt_tokens"]), str(used["completion_tokens"])),
+        ("-", str(final["prompt_tokens"]), str(final["completion_tokens"])),
+        ("-", "-", "-"),
+        ("-", str(json.loads(embedded.body)["prompt_eval_count"]), "-")]
+
+
+@pytest.fixture(scope="module")
+def policy_metrics(stack: Stack) -> Iterator[Socket]:
+    listener = Socket(Path(str(stack.variants["policy"].extra["nginx_unified_metrics_socket_dir"])) / "mtail.sock")
+    yield listener
+    listener.close()
+
+
+def test_each_line_names_the_key_or_trusted_client(stack: Stack, policy_metrics: Socket) -> None:
+    port = stack.port("policy")
+    before = len(policy_metrics.lines)
+    chat_key = {"Authorization": f"Bearer {POLICY_KEYS[1]['key']}"}
+    chat = h.request(port, "POST", "/v1/chat/completions", h.chat("llama3.1-8b", "hi", 3), headers=chat_key)
+    assert chat.status == 200
+    assert h.request(port, "POST", "/v1/embeddings", {"model": "bge-m3", "input": "x"},
+                     source=TRUSTED[0]["networks"][0].split("/")[0]).status == 200
+    assert h.request(port, "GET", "/v1/models").status == 401
+    assert [key for key, _, _ in usage_of(policy_metrics, before, 3)] == ["chat", "lan-embedder", "-"]

@@ -137,6 +137,25 @@ def test_a_request_through_the_gateway_is_counted_by_pool_and_model(
     assert value(stack, upstream) >= 1
 
 
+def test_usage_is_counted_per_key_in_requests_and_tokens(
+        deployed: None, stack: Stack, api_key: str) -> None:
+    """Usage per key (issue 21): the lab key's requests by model and status, and the engine's
+    prompt and completion tokens from its answers' usage, in Prometheus."""
+    model = stack["vllm_instances"][0]["served_model_name"]
+    key = 'key="memoryx-lab"'
+    queries = {"requests": f'sum(memoryx_gateway_key_requests_total{{{key},model="{model}",status="200"}})',
+               "prompt": f'sum(memoryx_gateway_prompt_tokens_total{{{key},model="{model}"}})',
+               "completion": f'sum(memoryx_gateway_completion_tokens_total{{{key},model="{model}"}})'}
+    before = {name: value(stack, query) for name, query in queries.items()}
+    client = OpenAI(base_url=f"{GATEWAY_URL}/v1", api_key=api_key, max_retries=0, timeout=60)
+    reply = client.chat.completions.create(model=model, max_tokens=4,
+                                           messages=[{"role": "user", "content": "count my tokens"}])
+    assert reply.usage is not None
+    want = {"requests": 1, "prompt": reply.usage.prompt_tokens, "completion": reply.usage.completion_tokens}
+    poll("the key's request and tokens in Prometheus",
+         lambda: all(value(stack, queries[n]) >= before[n] + want[n] for n in queries), 30)
+
+
 def mtail_requests(stack: Stack, **labels: str) -> float:
     """memoryx_gateway_requests_total with these labels, read from mtail on the gateway host."""
     exporter = stack["monitoring"]["exporters"][stack["gateway"]["host"]]

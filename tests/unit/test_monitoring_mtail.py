@@ -52,9 +52,11 @@ def run_once(tmp_path: Path, lines: list[str]) -> str:
     return result.stdout
 
 
-def sample(pool: str, model: str, status: str, upstream: str, request: str) -> str:
+def sample(pool: str, model: str, status: str, upstream: str, request: str,
+           key: str = "-", prompt: str = "-", completion: str = "-") -> str:
     return router_line(mx_metrics_pool=pool, mx_metrics_model=model, status=status,
-                       upstream_response_time=upstream, request_time=request)
+                       upstream_response_time=upstream, request_time=request,
+                       mx_metrics_key=key, mx_metrics_prompt=prompt, mx_metrics_completion=completion)
 
 
 def test_program_compiles() -> None:
@@ -96,3 +98,27 @@ def test_unrelated_lines_count_nothing(tmp_path: Path) -> None:
     out = run_once(tmp_path, ["<190>Nov 27 20:17:00 other: something else entirely\n",
                               sample("llama", "llama3.1-8b", "200", "0.010", "0.011")])
     assert re.findall(r"^memoryx_gateway_requests_total\{.*\} (\S+)$", out, re.M) == ["1"]
+
+
+def test_requests_and_tokens_by_key(tmp_path: Path) -> None:
+    out = run_once(tmp_path, [
+        sample("llama", "llama3.1-8b", "200", "0.010", "0.011", "memoryx", "12", "5"),
+        sample("llama", "llama3.1-8b", "200", "0.010", "0.011", "memoryx", "30", "7"),
+        sample("bge", "bge-m3", "200", "0.002", "0.003", "rag-embedder", "9", "-"),  # embeddings
+        sample("qwen", "qwen2.5-14b", "200", "0.010", "0.011", "memoryx", "-", "-"),  # no usage asked
+        sample("-", "-", "401", "-", "0.000"),  # no key
+    ])
+
+    def series(name: str) -> dict[tuple[str, ...], float]:
+        found = {}
+        for m in re.finditer(rf"^{name}\{{(?P<labels>.*)\}} (?P<value>\S+)$", out, re.M):
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', m["labels"]))
+            found[tuple(v for k, v in sorted(labels.items()) if k != "prog")] = float(m["value"])
+        return found
+
+    assert series("memoryx_gateway_key_requests_total") == {
+        ("memoryx", "llama3.1-8b", "200"): 2, ("rag-embedder", "bge-m3", "200"): 1,
+        ("memoryx", "qwen2.5-14b", "200"): 1, ("-", "-", "401"): 1}
+    assert series("memoryx_gateway_prompt_tokens_total") == {
+        ("memoryx", "llama3.1-8b"): 42, ("rag-embedder", "bge-m3"): 9}
+    assert series("memoryx_gateway_completion_tokens_total") == {("memoryx", "llama3.1-8b"): 12}

@@ -1,4 +1,5 @@
-// MemoryX gateway (njs 0.7): model routing, member health, the model list, readiness, API keys.
+// MemoryX gateway (njs 0.7): model routing, member health, the model list, readiness, API keys
+// and their policies, usage per key.
 // Static code: every value it uses comes from two modules the role renders next to it
 // (found through js_path): gateway_data.js (models, pools, limits, health settings) and
 // api_keys.js (SHA-256 of each key -> the key's name; no key is ever stored in clear). The
@@ -337,6 +338,40 @@ function route(r) {
     proxyTo(r, pool, '@pool_' + pool);
 }
 
+// ---- usage per key (issue 21): js_body_filter of the pools' locations. The answer goes on
+// untouched; the token counts of its last "usage" (a whole answer's, or the usage chunk of a
+// stream that asked for it; Ollama's prompt_eval_count and eval_count on /api/) are kept in
+// $mx_prompt_tokens and $mx_completion_tokens for the metrics line. Each chunk is scanned after
+// the tail of the one before, so a count split between two chunks is found. Inside a JSON
+// string a quote is escaped, so text an engine generated cannot pass for a count.
+var PROMPT_TOKENS = /"(?:prompt_tokens|prompt_eval_count)"\s*:\s*(\d+)/g;
+var COMPLETION_TOKENS = /"(?:completion_tokens|eval_count)"\s*:\s*(\d+)/g;
+var USAGE_TAIL = 64;
+
+function lastCount(pattern, text) {
+    var found = null;
+    var match;
+    pattern.lastIndex = 0;
+    while ((match = pattern.exec(text)) !== null) {
+        found = match[1];
+    }
+    return found;
+}
+
+function usage(r, data, flags) {
+    r.sendBuffer(data, flags);
+    var text = r.variables.mx_usage_tail + data;
+    var prompt = lastCount(PROMPT_TOKENS, text);
+    var completion = lastCount(COMPLETION_TOKENS, text);
+    if (prompt !== null) {
+        r.variables.mx_prompt_tokens = prompt;
+    }
+    if (completion !== null) {
+        r.variables.mx_completion_tokens = completion;
+    }
+    r.variables.mx_usage_tail = text.length > USAGE_TAIL ? text.substring(text.length - USAGE_TAIL) : text;
+}
+
 // GET /v1/models: every served model the key may use, OpenAI list shape.
 function models(r) {
     var allowed = keyModels(r);
@@ -386,4 +421,5 @@ function ready(r) {
     });
 }
 
-export default {route: route, pass: pass, models: models, ready: ready, keyName: keyName};
+export default {route: route, pass: pass, models: models, ready: ready, keyName: keyName,
+                usage: usage};

@@ -522,6 +522,21 @@ API_KEYS = [
     {"name": "batch", "key": ("Kx9!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~" * 10)[:300]},
 ]
 
+# Keys with policies (variant policy; tests/gateway/test_key_policy.py): one for embeddings only;
+# one for the chat models; one for Llama at most 2 requests at once; one for Qwen at 1 request a
+# minute (its burst is its concurrency: the qwen pool's capacity, 1); one with no policy (6 at
+# once: every pool's capacity).
+POLICY_CAPACITY = {"llama": 3, "qwen": 1, "bge": 2}
+POLICY_KEYS = [
+    {"name": "embedder", "key": "sk-embedder-" + "e" * 24, "models": ["bge-m3"]},
+    {"name": "chat", "key": "sk-chat-" + "c" * 28, "models": ["llama3.1-8b", "qwen2.5-14b"]},
+    {"name": "pair", "key": "sk-pair-" + "p" * 28, "models": ["llama3.1-8b"], "concurrency": 2},
+    {"name": "rated", "key": "sk-rated-" + "r" * 27, "models": ["qwen2.5-14b"], "rate": "1r/m"},
+    {"name": "whole", "key": "sk-whole-" + "w" * 27},
+]
+# A client that may call the policy variant without a key: a second loopback address
+TRUSTED = [{"name": "lan-embedder", "networks": ["127.0.0.2/32"], "models": ["bge-m3"], "concurrency": 3}]
+
 
 @dataclass
 class Stack:

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import harness as h
 import pytest
-from conftest import POLICY_KEYS, TRUSTED
-from harness import Stack
+from harness import POLICY_KEYS, TRUSTED, Stack
 
 LINE = re.compile(r"^<\d+>\w{3} [ \d]\d \d\d:\d\d:\d\d memoryx_gateway: pool=(\S+) model=(\S+) status=(\d+) "
                   r"key=(?P<key>\S+) prompt_tokens=(?P<prompt>\S+) completion_tokens=(?P<completion>\S+) "

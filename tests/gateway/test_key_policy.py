@@ -15,8 +15,7 @@ from typing import Any
 
 import harness as h
 import pytest
-from conftest import POLICY_KEYS, TRUSTED
-from harness import Stack
+from harness import POLICY_KEYS, TRUSTED, Stack
 
 KEYS = {k["name"]: k["key"] for k in POLICY_KEYS}
 

@@ -22,11 +22,10 @@ KEY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 KEY = re.compile(r"^[!-~]{16,1024}$")
 # A key's policy beside its name and key (issue 21): the models it may use (all when absent),
 # the requests it may hold at once (from the pools' capacity when absent), its rate (none).
-KEY_FIELDS = ("name", "key", "models", "concurrency", "rate")
+POLICY_FIELDS = ("models", "concurrency", "rate")
 RATE = re.compile(r"^[1-9][0-9]{0,6}r/[sm]$")
 # Trusted client addresses (issue 21): networks that may call without a key, each under a name
 # and a policy exactly as a key's (off by default).
-TRUSTED_FIELDS = ("name", "networks", "models", "concurrency", "rate")
 
 
 @dataclass
@@ -108,26 +107,41 @@ def check_auth(problems: list[str], auth: object, keys: object,
                         "memoryx_gateway.auth: \"off\" to run the gateway without authentication")
     names: list[str] = []
     for position, item in enumerate(keys):
-        name = item.get("name") if isinstance(item, Mapping) else None
-        label = (f"gateway api_keys {name!r}" if isinstance(name, str) and KEY_NAME.match(name)
-                 else f"gateway api_keys[{position}]")
-        if not isinstance(item, Mapping) or not {"name", "key"} <= set(item) <= set(KEY_FIELDS):
-            problems.append(f"{label}: must be a mapping with name and key, and optionally "
-                            "models, concurrency and rate")
+        label = _entry(problems, "api_keys", "key", position, item)
+        if label is None:
             continue
         problems += policy_problems(label, item, served)
-        if not isinstance(name, str) or not KEY_NAME.match(name):
-            problems.append(f"{label}: name must match {KEY_NAME.pattern}")
-        elif name in names:
-            problems.append(f"{label}: the name is listed twice")
-        else:
-            names.append(name)
+        problems += _name_problems(label, item["name"], names)
         if not isinstance(item["key"], str) or not KEY.match(item["key"]):
             problems.append(f"{label}: key must be 16 to 1024 printable ASCII characters "
                             "without spaces (the key is not shown)")
     key_values = [item["key"] for item in keys if isinstance(item, Mapping) and "key" in item]
     if len({str(k) for k in key_values}) != len(key_values):
         problems.append("gateway api_keys: two entries hold the same key")
+
+
+def _entry(problems: list[str], field: str, required: str, position: int, item: object) -> str | None:
+    """The label of entry `position` of gateway `field` (api_keys, trusted_clients): by its name
+    when the name is valid, else by its position. None, with the problem noted, when the entry
+    is not a mapping of name, `required` and a key's policy fields."""
+    name = item.get("name") if isinstance(item, Mapping) else None
+    label = (f"gateway {field} {name!r}" if isinstance(name, str) and KEY_NAME.match(name)
+             else f"gateway {field}[{position}]")
+    if not isinstance(item, Mapping) or not {"name", required} <= set(item) <= {"name", required, *POLICY_FIELDS}:
+        problems.append(f"{label}: must be a mapping with name and {required}, and optionally "
+                        "models, concurrency and rate")
+        return None
+    return label
+
+
+def _name_problems(label: str, name: object, names: list[str]) -> list[str]:
+    """A name that is malformed or already in `names`; a good new one joins `names`."""
+    if not isinstance(name, str) or not KEY_NAME.match(name):
+        return [f"{label}: name must match {KEY_NAME.pattern}"]
+    if name in names:
+        return [f"{label}: the name is listed twice"]
+    names.append(name)
+    return []
 
 
 def policy_problems(label: str, item: Mapping[str, Any], served: Collection[str] | None) -> list[str]:
@@ -178,18 +192,11 @@ def read_trusted(problems: list[str], auth: str, data: object) -> list[dict[str,
     trusted: list[dict[str, Any]] = []
     seen: dict[str, str] = {}
     for position, item in enumerate(data):
-        name = item.get("name") if isinstance(item, Mapping) else None
-        label = (f"gateway trusted_clients {name!r}" if isinstance(name, str) and KEY_NAME.match(name)
-                 else f"gateway trusted_clients[{position}]")
-        if not isinstance(item, Mapping) or not {"name", "networks"} <= set(item) <= set(TRUSTED_FIELDS):
-            problems.append(f"{label}: must be a mapping with name and networks, and optionally "
-                            "models, concurrency and rate")
+        label = _entry(problems, "trusted_clients", "networks", position, item)
+        if label is None:
             continue
         before = len(problems)
-        if not isinstance(name, str) or not KEY_NAME.match(name):
-            problems.append(f"{label}: name must match {KEY_NAME.pattern}")
-        elif name in [t["name"] for t in trusted]:
-            problems.append(f"{label}: the name is listed twice")
+        problems += _name_problems(label, item["name"], [t["name"] for t in trusted])
         networks = _networks(problems, label, item["networks"], seen)
         problems += policy_problems(label, item, None)
         if len(problems) == before:

@@ -21,11 +21,10 @@ KEY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 # Any printable ASCII but space, as the gateway compares it (SHA-256, exact).
 KEY = re.compile(r"^[!-~]{16,1024}$")
 # A key's policy beside its name and key (issue 21): the models it may use (all when absent),
-# the requests it may hold at once (from the pools' capacity when absent), its rate (none).
+# the requests it may hold at once (from the pools' capacity when absent), its rate (none). A
+# trusted client (networks that may call without a key, off by default) has the same policy.
 POLICY_FIELDS = ("models", "concurrency", "rate")
 RATE = re.compile(r"^[1-9][0-9]{0,6}r/[sm]$")
-# Trusted client addresses (issue 21): networks that may call without a key, each under a name
-# and a policy exactly as a key's (off by default).
 
 
 @dataclass

@@ -20,16 +20,15 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
+from vllm_structured import StructuredError
+
 MAX_LOGPROBS = 20  # vllm serve --max-logprobs, its default
 VOCABULARY = "the whole vocabulary"  # what -1 asks for
 
 
-class SamplingError(ValueError):
-    """A 400 of vLLM's request validation: message and the parameter it names."""
-
-    def __init__(self, message: str, param: str) -> None:
-        super().__init__(message)
-        self.param = param
+# A request vLLM answers with 400 (message, and the parameter it names): the one refusal type of
+# the stand-in's request parameters, structured output's too.
+SamplingError = StructuredError
 
 
 @dataclass(frozen=True)

@@ -666,7 +666,7 @@ def parse_generation(kind: str, body: Any, model: Model) -> Generation:
     try:
         constraint = structured.constraint(kind, body, model.auto_tools)
         chosen = vllm_sampling.sampling(kind, body)
-    except (structured.StructuredError, vllm_sampling.SamplingError) as err:
+    except structured.StructuredError as err:  # vllm_sampling's refusals too
         raise bad_request(str(err), err.param) from None
     return Generation(
         kind, name, text, prompt_tokens, max_tokens, bool(body.get("stream")), include_usage, constraint, chosen
@@ -742,7 +742,7 @@ def envelope(gen: Generation, rid: str, obj: str, choices: list[dict[str, Any]])
     return {"id": rid, "object": obj, "created": int(time.time()), "model": gen.model_name, "choices": choices}
 
 
-def full_response(gen: Generation, rid: str, choices: list[Choice]) -> dict[str, Any]:
+def full_response(gen: Generation, rid: str, choices: list[Choice], generated: int) -> dict[str, Any]:
     bodies = []
     for c in choices:
         text = "".join(c.tokens)
@@ -756,8 +756,7 @@ def full_response(gen: Generation, rid: str, choices: list[Choice]) -> dict[str,
         body.update({"logprobs": logprobs_of(gen, c.tokens), "finish_reason": c.reason, "stop_reason": c.stop})
         bodies.append(body)
     obj = "chat.completion" if gen.kind == "chat" else "text_completion"
-    completion = sum(len(c.tokens) for c in choices)
-    return {**envelope(gen, rid, obj, bodies), "usage": usage(gen.prompt_tokens, completion)}
+    return {**envelope(gen, rid, obj, bodies), "usage": usage(gen.prompt_tokens, generated)}
 
 
 def chunk(gen: Generation, rid: str, index: int, piece: dict[str, Any], reason: str | None,
@@ -765,7 +764,11 @@ def chunk(gen: Generation, rid: str, index: int, piece: dict[str, Any], reason: 
     choice = {"index": index, **piece, "logprobs": logprobs, "finish_reason": reason}
     if reason is not None:  # the last chunk of a choice says which stop string ended it
         choice["stop_reason"] = stop
-    return envelope(gen, rid, "chat.completion.chunk" if gen.kind == "chat" else "text_completion", [choice])
+    return envelope(gen, rid, chunk_object(gen), [choice])
+
+
+def chunk_object(gen: Generation) -> str:
+    return "chat.completion.chunk" if gen.kind == "chat" else "text_completion"
 
 
 # --------------------------------------------------------------------------- metrics
@@ -957,13 +960,13 @@ class Handler(BaseHTTPRequestHandler):
         # finds the request counted. So the count comes before the response (or before [DONE]).
         with self.engine.kv_cache(gen.prompt_tokens + generated):
             if gen.stream:
-                self.stream(gen, rid, choices)
+                self.stream(gen, rid, choices, generated)
             else:
                 self.engine.pause(self.engine.ttft + self.engine.step() * max(longest - 1, 0))
                 self.engine.finished(reason, gen.prompt_tokens, generated)
-                self.send_json(200, full_response(gen, rid, choices))
+                self.send_json(200, full_response(gen, rid, choices, generated))
 
-    def stream(self, gen: Generation, rid: str, choices: list[Choice]) -> None:
+    def stream(self, gen: Generation, rid: str, choices: list[Choice], generated: int) -> None:
         """One chunk per token of each choice, the choices' tokens of one step together."""
         chunked = self.request_version == "HTTP/1.1"
         self.send_response(200)
@@ -1001,9 +1004,8 @@ class Handler(BaseHTTPRequestHandler):
                 event(chunk(gen, rid, c.index, self.piece(gen, c, i), c.reason if last else None,
                             logprobs_of(gen, [token], offsets[c.index]), c.stop))
                 offsets[c.index] += len(token)
-        generated = sum(len(c.tokens) for c in choices)
         if gen.include_usage:
-            final = envelope(gen, rid, "chat.completion.chunk" if gen.kind == "chat" else "text_completion", [])
+            final = envelope(gen, rid, chunk_object(gen), [])
             final["usage"] = usage(gen.prompt_tokens, generated)
             event(final)
         self.engine.finished(choices[0].reason, gen.prompt_tokens, generated)

@@ -207,7 +207,7 @@ def test_a_handshake_never_pairs_a_certificate_with_another_renewals_key(stack: 
     original = live.read_bytes()
     pairs = [_renewal(stack), _renewal(stack)]
     context = ssl.create_default_context(cafile=str(_ca(stack)))
-    stop = threading.Event()
+    stop, swapping = threading.Event(), threading.Event()
     renames = 0
 
     def swap() -> None:
@@ -217,12 +217,16 @@ def test_a_handshake_never_pairs_a_certificate_with_another_renewals_key(stack: 
             staged.write_bytes(pairs[renames % 2][1])
             staged.rename(live)
             renames += 1
+            swapping.set()
 
     served: list[int] = []
     failures: list[str] = []
     swapper = threading.Thread(target=swap)
     swapper.start()
     try:
+        # From the first rename on, gateway.pem holds one of the two renewals (before it, the
+        # original: a handshake then would serve a third certificate).
+        assert swapping.wait(30), "the renewals never replaced gateway.pem"
         while len(served) + len(failures) < 400:
             try:
                 with socket.create_connection((h.LOOPBACK, stack.port("tls")), timeout=10) as raw, \
